@@ -1,0 +1,628 @@
+#pragma once
+/// Log: the directory of segments. Appends go to the newest (active)
+/// segment, which rolls to a new one when full; reads find the segment that
+/// holds an offset; Truncate removes old segments; opening a directory
+/// restores (and recovers) whatever is there.
+///
+/// Directory: `<base>.store` and `<base>.index` per segment (base zero-padded
+/// to 20 digits) and a `LOCK` file held with flock while a Log has the
+/// directory open. Any other name is ignored and never deleted.
+///
+/// Thread safety: any number of threads may call Append, AppendBatch, Read,
+/// Scan, Reader, the offset getters, Sync and Truncate at once. Appends are
+/// serialised; a record becomes readable only once its frame and index entry
+/// are complete, and readers never wait for a sync. Close, Remove and Reset
+/// may also be called while other threads use the log: calls that start
+/// after them throw StateError, and reads already under way finish on
+/// descriptors the segments keep until their last user lets go.
+
+#include <logsync/codec.hpp>
+#include <logsync/config.hpp>
+#include <logsync/detail/file.hpp>
+#include <logsync/error.hpp>
+#include <logsync/record.hpp>
+#include <logsync/segment.hpp>
+#include <logsync/store.hpp>
+#include <logsync/sync.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <iterator>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <span>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace logsync {
+
+namespace detail {
+template <class S>
+concept PeriodicSync = requires(const S& s) {
+  { s.Period() } -> std::convertible_to<std::chrono::milliseconds>;
+};
+}  // namespace detail
+
+/// A segmented, append-only log of records R, encoded by codec C, made
+/// durable as sync policy S decides.
+template <class R = Record, class C = DefaultCodec<R>, class S = sync::None>
+class Log {
+  static_assert(Codec<C, R>,
+                "logsync::Log<R, C, S>: C is not a codec for R. It needs, static or const: "
+                "std::size_t EncodedSize(const R&), void Encode(const R&, std::span<std::byte>), "
+                "R Decode(std::span<const std::byte>)");
+  static_assert(SyncPolicy<S>,
+                "logsync::Log<R, C, S>: S is not a sync policy. It needs a constructor from "
+                "const logsync::Config& and bool AfterAppend(std::uint64_t records)");
+
+  using SegmentPtr = std::shared_ptr<Segment>;
+  using Segments = std::vector<SegmentPtr>;
+
+ public:
+  using record_type = R;
+  using codec_type = C;
+  using sync_type = S;
+
+  class ScanRange;
+  class ByteReader;
+
+  /// Opens the log in `dir`, creating the directory or restoring (and
+  /// recovering) the segments in it. Throws std::invalid_argument for a bad
+  /// config before touching the disk.
+  explicit Log(std::filesystem::path dir, Config config = {}) : Log(std::move(dir), config, C{}) {}
+
+  /// As above, with a codec instance (for codecs that carry state).
+  Log(std::filesystem::path dir, Config config, C codec)
+      : dir_(std::move(dir)), config_(detail::Resolve(config)), codec_(std::move(codec)), sync_(config_) {
+    Open();
+  }
+
+  Log(const Log&) = delete;
+  Log& operator=(const Log&) = delete;
+
+  /// Closes the log; errors are swallowed here, so call Close() to see them.
+  ~Log() {
+    try {
+      Close();
+    } catch (...) {
+    }
+  }
+
+  /// Appends one record; returns its offset. Durable on return if the sync
+  /// policy says so. Throws RecordTooLarge (nothing written), IoError (the
+  /// log stays readable and appendable), SyncError (the log then refuses
+  /// writes until reopened) or StateError.
+  std::uint64_t Append(const R& record) {
+    thread_local std::vector<std::byte> frame;
+    const std::uint32_t length = EncodeFrame(record, frame, 0);
+    const std::uint32_t payload_crc = detail::Crc32c(0, frame.data() + kFrameHeaderBytes, length);
+    std::uint64_t offset;
+    bool sync;
+    {
+      std::lock_guard lock(append_mu_);
+      CheckWritable(1);
+      Segment& seg = ActiveFor(frame.size(), 1);
+      offset = seg.NextOffset();
+      detail::WriteFrameHeader(frame.data(), offset, length, payload_crc);
+      seg.Append(frame, std::span(&length, 1));
+      next_offset_.store(offset + 1, std::memory_order_release);
+      sync = sync_.AfterAppend(1);
+    }
+    if (sync) SyncThrough(offset + 1);
+    return offset;
+  }
+
+  /// Appends records at contiguous offsets; returns the first (NextOffset()
+  /// for an empty batch). One write and at most one sync for the batch. A
+  /// batch that fits in one segment is all-or-nothing; one that must span
+  /// segments (larger than a segment) may, if a write fails, leave a prefix
+  /// appended.
+  std::uint64_t AppendBatch(std::span<const R> records) {
+    if (records.empty()) return NextOffset();
+    std::vector<std::byte> frames;
+    std::vector<std::uint32_t> lengths(records.size()), crcs(records.size());
+    std::vector<std::uint64_t> starts(records.size() + 1);
+    for (std::size_t i = 0; i < records.size(); ++i) {
+      starts[i] = frames.size();
+      lengths[i] = EncodeFrame(records[i], frames, frames.size());
+      crcs[i] = detail::Crc32c(0, frames.data() + starts[i] + kFrameHeaderBytes, lengths[i]);
+    }
+    starts.back() = frames.size();
+    std::uint64_t first;
+    {
+      std::lock_guard lock(append_mu_);
+      CheckWritable(records.size());
+      first = next_offset_.load(std::memory_order_relaxed);
+      const std::span<const std::byte> all(frames);
+      std::size_t i = 0;
+      // The whole batch goes into a fresh segment when it does not fit the
+      // active one but fits an empty one; only larger batches are split.
+      Segment* seg = &ActiveFor(frames.size(), records.size(), /*split=*/true);
+      while (i < records.size()) {
+        std::size_t j = i;
+        while (j < records.size() && seg->Fits(starts[j + 1] - starts[i], j + 1 - i)) ++j;
+        if (j == i) {
+          seg = &Roll();
+          continue;
+        }
+        std::uint64_t off = seg->NextOffset();
+        for (std::size_t k = i; k < j; ++k)
+          detail::WriteFrameHeader(frames.data() + starts[k], off++, lengths[k], crcs[k]);
+        seg->Append(all.subspan(starts[i], starts[j] - starts[i]), std::span(lengths).subspan(i, j - i));
+        next_offset_.store(off, std::memory_order_release);
+        i = j;
+      }
+      if (!sync_.AfterAppend(records.size())) return first;
+    }
+    SyncThrough(first + records.size());
+    return first;
+  }
+
+  /// The record at `offset`; throws OffsetOutOfRange if the log does not
+  /// hold it, CorruptionError if its frame does not hold.
+  R Read(std::uint64_t offset) const {
+    CheckOpen();
+    if (offset >= next_offset_.load(std::memory_order_acquire)) throw OffsetOutOfRange(offset);
+    SegmentPtr seg = SegmentOf(offset);
+    if (!seg || offset >= seg->NextOffset()) throw OffsetOutOfRange(offset);
+    thread_local std::vector<std::byte> buf;
+    R r = codec_.Decode(seg->ReadFrame(offset, buf));
+    detail::SetOffset(r, offset);
+    return r;
+  }
+
+  /// The records from `from` (at least LowestOffset()) to the last one
+  /// appended before this call, in offset order. The range keeps the
+  /// segments it reads alive, so a concurrent Truncate does not cut it short.
+  ScanRange Scan(std::uint64_t from) const {
+    CheckOpen();
+    std::shared_lock lock(segments_mu_);
+    const std::uint64_t end = next_offset_.load(std::memory_order_acquire);
+    return ScanRange(this, segments_, std::max(from, segments_.front()->BaseOffset()), end);
+  }
+
+  /// Offset of the oldest record held (== NextOffset() when the log is empty).
+  std::uint64_t LowestOffset() const noexcept { return lowest_offset_.load(std::memory_order_acquire); }
+  /// Offset of the newest record; NextOffset() - 1 (0 when NextOffset() is 0).
+  std::uint64_t HighestOffset() const noexcept {
+    const std::uint64_t next = NextOffset();
+    return next == 0 ? 0 : next - 1;
+  }
+  /// The offset the next Append will get.
+  std::uint64_t NextOffset() const noexcept { return next_offset_.load(std::memory_order_acquire); }
+  /// Whether the log holds no record.
+  bool Empty() const noexcept { return NextOffset() == LowestOffset(); }
+
+  /// Every store's raw bytes, in offset order, as they were when Reader()
+  /// was called (whole frames only): the form snapshots travel in.
+  ByteReader Reader() const {
+    CheckOpen();
+    std::shared_lock lock(segments_mu_);
+    return ByteReader(segments_);
+  }
+
+  /// Removes every segment whose highest offset is <= `lowest`. If that
+  /// includes the active segment, the log continues in a new, empty segment
+  /// at NextOffset(). Readers holding a Scan or Reader keep their view.
+  void Truncate(std::uint64_t lowest) {
+    std::lock_guard lock(append_mu_);
+    CheckOpen();
+    std::size_t k = 0;
+    while (k < segments_.size() && !segments_[k]->Empty() && segments_[k]->NextOffset() - 1 <= lowest) ++k;
+    if (k == 0) return;
+    if (k == segments_.size()) Roll();
+    Segments gone;
+    {
+      std::unique_lock w(segments_mu_);
+      gone.assign(segments_.begin(), segments_.begin() + static_cast<std::ptrdiff_t>(k));
+      segments_.erase(segments_.begin(), segments_.begin() + static_cast<std::ptrdiff_t>(k));
+      lowest_offset_.store(segments_.front()->BaseOffset(), std::memory_order_release);
+    }
+    for (const auto& seg : gone) seg->RemoveFiles();
+    detail::SyncDirectory(dir_);
+  }
+
+  /// Makes every record appended so far durable (store and index).
+  void Sync() {
+    CheckWritable(0);
+    SyncThrough(next_offset_.load(std::memory_order_acquire), /*force=*/true);
+    try {
+      Active()->Sync();
+    } catch (const SyncError& e) {
+      Poison(e.what());
+      throw;
+    }
+  }
+
+  /// Syncs, trims the active index and releases the directory. Later calls
+  /// throw StateError; calling Close again does nothing.
+  void Close() {
+    if (syncer_.joinable()) {
+      syncer_.request_stop();
+      syncer_.join();
+    }
+    std::lock_guard lock(append_mu_);
+    if (closed_.exchange(true)) return;
+    Segments segs;
+    {
+      std::unique_lock w(segments_mu_);
+      segs.swap(segments_);
+    }
+    lock_file_ = {};
+    if (!poisoned_.load() && !segs.empty()) segs.back()->Seal();
+  }
+
+  /// Closes the log and deletes its segment files and LOCK file; the
+  /// directory goes too if nothing else is in it.
+  void Remove() {
+    Close();
+    RemoveFiles();
+    std::error_code ec;
+    std::filesystem::remove(dir_, ec);  // fails, harmlessly, if other files remain
+  }
+
+  /// Removes every record and reopens empty at Config::segment.initial_offset.
+  void Reset() {
+    Close();
+    RemoveFiles();
+    closed_ = false;
+    poisoned_ = false;
+    Open();
+  }
+
+  const std::filesystem::path& Dir() const noexcept { return dir_; }
+  /// The configuration in effect (defaults filled in).
+  const Config& GetConfig() const noexcept { return config_; }
+  /// Number of segments.
+  std::size_t SegmentCount() const {
+    std::shared_lock lock(segments_mu_);
+    return segments_.size();
+  }
+
+  /// Input range over records; see Scan().
+  class ScanRange {
+   public:
+    class Iterator {
+     public:
+      using value_type = R;
+      using difference_type = std::ptrdiff_t;
+      using iterator_concept = std::input_iterator_tag;
+      using iterator_category = std::input_iterator_tag;
+
+      Iterator() = default;
+      const R& operator*() const noexcept { return current_; }
+      const R* operator->() const noexcept { return &current_; }
+      Iterator& operator++() {
+        ++offset_;
+        Load();
+        return *this;
+      }
+      void operator++(int) { ++*this; }
+      friend bool operator==(const Iterator& it, std::default_sentinel_t) noexcept { return it.done_; }
+
+     private:
+      friend class ScanRange;
+      static constexpr std::size_t kChunk = 256 * 1024;
+
+      Iterator(const ScanRange* range, std::uint64_t offset) : range_(range), offset_(offset) { Load(); }
+
+      void Load() {
+        if (offset_ >= range_->end_) {
+          done_ = true;
+          return;
+        }
+        const Segments& segs = range_->segments_;
+        while (offset_ >= segs[seg_]->NextOffset()) {
+          ++seg_;
+          buf_len_ = 0;
+        }
+        const Segment& seg = *segs[seg_];
+        const IndexEntry e = seg.Entry(offset_);
+        // Read ahead in chunks: one pread serves many small frames.
+        if (e.position < buf_pos_ || e.End() > buf_pos_ + buf_len_) {
+          buf_.resize(std::max<std::uint64_t>(kChunk, e.FrameBytes()));
+          buf_pos_ = e.position;
+          buf_len_ = seg.ReadStore(buf_, e.position);
+          if (buf_len_ < e.FrameBytes())
+            throw CorruptionError(seg.StoreFile(), e.position,
+                                  "frame of offset " + std::to_string(offset_) + " runs past the end of the store");
+        }
+        const auto frame = std::span<const std::byte>(buf_).subspan(e.position - buf_pos_, e.FrameBytes());
+        if (const char* why = detail::CheckFrame(frame, offset_))
+          throw CorruptionError(seg.StoreFile(), e.position,
+                                std::string(why) + " (offset " + std::to_string(offset_) + ")");
+        current_ = range_->log_->codec_.Decode(frame.subspan(kFrameHeaderBytes));
+        detail::SetOffset(current_, offset_);
+      }
+
+      const ScanRange* range_ = nullptr;
+      std::uint64_t offset_ = 0;
+      std::size_t seg_ = 0;
+      std::vector<std::byte> buf_;
+      std::uint64_t buf_pos_ = 0, buf_len_ = 0;
+      R current_{};
+      bool done_ = false;
+    };
+
+    Iterator begin() const { return Iterator(this, from_); }
+    std::default_sentinel_t end() const noexcept { return {}; }
+
+   private:
+    friend class Log;
+    ScanRange(const Log* log, Segments segments, std::uint64_t from, std::uint64_t end)
+        : log_(log), segments_(std::move(segments)), from_(from), end_(end) {}
+
+    const Log* log_;
+    Segments segments_;
+    std::uint64_t from_, end_;
+  };
+
+  /// Byte source over every store's raw bytes; see Reader().
+  class ByteReader {
+   public:
+    /// Copies the next bytes into `out`; returns how many (0 at the end).
+    std::size_t Read(std::span<std::byte> out) {
+      std::size_t done = 0;
+      while (done < out.size() && seg_ < parts_.size()) {
+        const auto& [seg, end] = parts_[seg_];
+        if (pos_ >= end) {
+          ++seg_;
+          pos_ = 0;
+          continue;
+        }
+        const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(out.size() - done, end - pos_));
+        const std::size_t got = seg->ReadStore(out.subspan(done, want), pos_);
+        if (got != want) throw CorruptionError(seg->StoreFile(), pos_ + got, "store is shorter than its records");
+        done += got;
+        pos_ += got;
+      }
+      return done;
+    }
+
+   private:
+    friend class Log;
+    explicit ByteReader(const Segments& segments) {
+      for (const auto& s : segments) parts_.emplace_back(s, s->CommittedBytes());
+    }
+    std::vector<std::pair<SegmentPtr, std::uint64_t>> parts_;
+    std::size_t seg_ = 0;
+    std::uint64_t pos_ = 0;
+  };
+
+ private:
+  // Encodes `r` as a frame (header left blank) at `at` in `out`; returns the
+  // payload length. Throws RecordTooLarge before anything is written.
+  std::uint32_t EncodeFrame(const R& r, std::vector<std::byte>& out, std::size_t at) const {
+    const std::size_t size = codec_.EncodedSize(r);
+    if (size > config_.max_record_bytes) throw RecordTooLarge(size, config_.max_record_bytes);
+    out.resize(at + kFrameHeaderBytes + size);
+    codec_.Encode(r, std::span(out).subspan(at + kFrameHeaderBytes, size));
+    return static_cast<std::uint32_t>(size);
+  }
+
+  void CheckOpen() const {
+    if (closed_.load(std::memory_order_acquire)) throw StateError("logsync: log " + dir_.string() + " is closed");
+  }
+
+  // Appends need an open, unpoisoned log with offsets left for `records`.
+  void CheckWritable(std::uint64_t records) const {
+    CheckOpen();
+    if (poisoned_.load(std::memory_order_acquire)) {
+      std::lock_guard lock(sync_mu_);
+      throw StateError("logsync: log " + dir_.string() + " refuses writes after a failed sync (" + poison_reason_ +
+                       "); reopen it to recover");
+    }
+    if (std::numeric_limits<std::uint64_t>::max() - next_offset_.load(std::memory_order_relaxed) < records)
+      throw StateError("logsync: log " + dir_.string() + " has run out of offsets");
+  }
+
+  void Poison(const std::string& why) {
+    std::lock_guard lock(sync_mu_);
+    if (!poisoned_.exchange(true)) poison_reason_ = why;
+  }
+
+  SegmentPtr Active() const {
+    std::shared_lock lock(segments_mu_);
+    if (segments_.empty()) throw StateError("logsync: log " + dir_.string() + " is closed");
+    return segments_.back();
+  }
+
+  SegmentPtr SegmentOf(std::uint64_t offset) const {
+    std::shared_lock lock(segments_mu_);
+    auto it = std::upper_bound(segments_.begin(), segments_.end(), offset,
+                               [](std::uint64_t o, const SegmentPtr& s) { return o < s->BaseOffset(); });
+    if (it == segments_.begin()) return nullptr;
+    return *std::prev(it);
+  }
+
+  // The segment to take `records` records of `bytes` in all (append lock
+  // held): the active one, or a new one when they do not fit. With `split`,
+  // a batch too big even for an empty segment stays in the active one.
+  Segment& ActiveFor(std::uint64_t bytes, std::uint64_t records, bool split = false) {
+    Segment& active = *segments_.back();
+    if (active.Fits(bytes, records)) return active;
+    if (split && !active.IsFull() && !FitsEmptySegment(bytes, records)) return active;
+    return Roll();
+  }
+
+  bool FitsEmptySegment(std::uint64_t bytes, std::uint64_t records) const noexcept {
+    return kStoreHeaderBytes + bytes <= config_.segment.max_store_bytes &&
+           records <= config_.segment.max_index_bytes / kIndexEntryBytes;
+  }
+
+  // Seals the active segment and starts a new one at its next offset
+  // (append lock held). The sealed segment is synced first, so a crash can
+  // only ever lose a suffix of the newest segment.
+  Segment& Roll() {
+    SegmentPtr old = segments_.back();
+    try {
+      old->Seal();
+    } catch (const SyncError& e) {
+      Poison(e.what());
+      throw;
+    }
+    SegmentPtr next;
+    try {
+      next = Segment::Create(dir_, old->NextOffset(), config_);
+    } catch (const SyncError& e) {
+      Poison(e.what());
+      throw;
+    }
+    std::unique_lock w(segments_mu_);
+    segments_.push_back(next);
+    return *next;
+  }
+
+  // Group commit: returns once every offset below `target` is durable. One
+  // caller syncs the active store; the others wait for it and share it.
+  void SyncThrough(std::uint64_t target, bool force = false) {
+    std::unique_lock lock(sync_mu_);
+    while (synced_next_ < target || force) {
+      if (poisoned_) throw StateError("logsync: log " + dir_.string() + " refuses writes after a failed sync (" +
+                                      poison_reason_ + "); reopen it to recover");
+      if (syncing_) {
+        sync_cv_.wait(lock);
+        continue;
+      }
+      syncing_ = true;
+      force = false;
+      lock.unlock();
+      // Read the target before finding the active segment: every offset
+      // below it is in that segment or in one sealed (synced) before it.
+      const std::uint64_t upto = next_offset_.load(std::memory_order_acquire);
+      try {
+        Active()->SyncStore();
+      } catch (const SyncError& e) {
+        lock.lock();
+        syncing_ = false;
+        if (!poisoned_.exchange(true)) poison_reason_ = e.what();
+        sync_cv_.notify_all();
+        throw;
+      } catch (...) {
+        lock.lock();
+        syncing_ = false;
+        sync_cv_.notify_all();
+        throw;
+      }
+      lock.lock();
+      syncing_ = false;
+      synced_next_ = std::max(synced_next_, upto);
+      sync_cv_.notify_all();
+    }
+  }
+
+  void Open() {
+    std::error_code ec;
+    std::filesystem::create_directories(dir_, ec);
+    if (ec) throw IoError(dir_, ec.value(), "create directory");
+    lock_file_ = detail::File(dir_ / "LOCK", O_RDWR | O_CREAT);
+    if (::flock(lock_file_.fd(), LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      lock_file_ = {};
+      if (err == EWOULDBLOCK) throw StateError("logsync: " + dir_.string() + " is already open in another Log");
+      throw IoError(dir_ / "LOCK", err, "flock");
+    }
+    std::vector<std::uint64_t> stores, indexes;
+    for (const auto& entry : std::filesystem::directory_iterator(dir_)) {
+      if (!entry.is_regular_file()) continue;
+      const std::string name = entry.path().filename().string();
+      if (auto b = detail::ParseSegmentName(name, ".store")) stores.push_back(*b);
+      if (auto b = detail::ParseSegmentName(name, ".index")) indexes.push_back(*b);
+    }
+    std::sort(stores.begin(), stores.end());
+    stores.erase(std::unique(stores.begin(), stores.end()), stores.end());
+    // An index whose store is gone is what an interrupted removal leaves.
+    for (std::uint64_t b : indexes)
+      if (!std::binary_search(stores.begin(), stores.end(), b)) detail::RemoveFile(Segment::IndexPath(dir_, b));
+
+    Segments segs;
+    for (std::size_t i = 0; i < stores.size(); ++i) {
+      auto seg = Segment::Open(dir_, stores[i], config_, i + 1 == stores.size());
+      if (!segs.empty() && seg->BaseOffset() != segs.back()->NextOffset())
+        throw CorruptionError(seg->StoreFile(), 0,
+                              "segment starts at offset " + std::to_string(seg->BaseOffset()) +
+                                  " but the one before it ends at " + std::to_string(segs.back()->NextOffset()));
+      segs.push_back(std::move(seg));
+    }
+    if (segs.empty()) segs.push_back(Segment::Create(dir_, config_.segment.initial_offset, config_));
+    {
+      std::unique_lock w(segments_mu_);
+      segments_ = std::move(segs);
+      lowest_offset_.store(segments_.front()->BaseOffset(), std::memory_order_release);
+      next_offset_.store(segments_.back()->NextOffset(), std::memory_order_release);
+    }
+    synced_next_ = 0;  // what a previous process left may still be in the page cache only
+    if constexpr (detail::PeriodicSync<S>) {
+      syncer_ = std::jthread([this](std::stop_token stop) { SyncLoop(stop); });
+    }
+  }
+
+  void SyncLoop(std::stop_token stop) {
+    const auto period = std::chrono::milliseconds(sync_.Period());
+    std::mutex m;
+    std::condition_variable_any cv;
+    while (!stop.stop_requested()) {
+      {
+        std::unique_lock lock(m);
+        cv.wait_for(lock, stop, period, [] { return false; });
+      }
+      if (stop.stop_requested()) return;
+      bool behind;
+      {
+        std::lock_guard lock(sync_mu_);
+        behind = synced_next_ < next_offset_.load(std::memory_order_acquire);
+      }
+      if (!behind) continue;
+      try {
+        SyncThrough(next_offset_.load(std::memory_order_acquire));
+      } catch (...) {
+        return;  // poisoned: appends now report it
+      }
+    }
+  }
+
+  void RemoveFiles() {
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (detail::ParseSegmentName(name, ".store")) detail::RemoveFile(entry.path());
+    }
+    for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (detail::ParseSegmentName(name, ".index") || name == "LOCK") detail::RemoveFile(entry.path());
+    }
+    if (!ec) detail::SyncDirectory(dir_);
+  }
+
+  std::filesystem::path dir_;
+  Config config_;
+  [[no_unique_address]] C codec_;
+  S sync_;
+
+  detail::File lock_file_;
+  mutable std::shared_mutex segments_mu_;  // guards segments_
+  Segments segments_;
+  std::mutex append_mu_;  // one writer at a time; segments_ changes only under it
+  std::atomic<std::uint64_t> next_offset_{0}, lowest_offset_{0};
+  std::atomic<bool> closed_{false}, poisoned_{false};
+
+  mutable std::mutex sync_mu_;  // guards the group-commit state
+  std::condition_variable sync_cv_;
+  std::uint64_t synced_next_ = 0;
+  bool syncing_ = false;
+  std::string poison_reason_;
+
+  std::jthread syncer_;
+};
+
+}  // namespace logsync

@@ -1,0 +1,13 @@
+#pragma once
+/// logsync: a header-only, segmented, append-only commit log.
+/// Include this header for everything.
+
+#include <logsync/codec.hpp>
+#include <logsync/config.hpp>
+#include <logsync/error.hpp>
+#include <logsync/index.hpp>
+#include <logsync/log.hpp>
+#include <logsync/record.hpp>
+#include <logsync/segment.hpp>
+#include <logsync/store.hpp>
+#include <logsync/sync.hpp>

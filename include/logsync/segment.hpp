@@ -1,0 +1,276 @@
+#pragma once
+/// Segment: one Store and one Index sharing a base offset.
+///
+/// A segment is either active (the newest: writable, index preallocated) or
+/// sealed (read-only, index trimmed, synced). Opening one re-derives how many
+/// records it holds from the store:
+///
+///  - a sealed segment is checked cheaply (the index's length is whole
+///    entries and its last entry ends exactly at the end of the store); when
+///    that fails its index is rebuilt from the store, and bytes after the
+///    last whole frame are reported as CorruptionError;
+///  - the active segment trusts the prefix of index entries that agree with
+///    the store, then scans the store from there: every frame that holds is
+///    indexed, and the first that does not (torn, zero-filled, garbage) ends
+///    the segment; the tail after it is cut off.
+
+#include <logsync/config.hpp>
+#include <logsync/detail/file.hpp>
+#include <logsync/error.hpp>
+#include <logsync/index.hpp>
+#include <logsync/store.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace logsync {
+
+namespace detail {
+
+/// `<base>` zero-padded to 20 digits, so names sort as offsets do.
+inline std::string SegmentStem(std::uint64_t base) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%020llu", static_cast<unsigned long long>(base));
+  return buf;
+}
+
+/// The base offset of a `<digits>.store` / `<digits>.index` name, if it is one.
+inline std::optional<std::uint64_t> ParseSegmentName(const std::string& name, std::string_view ext) {
+  if (name.size() <= ext.size() || name.compare(name.size() - ext.size(), ext.size(), ext) != 0) return {};
+  std::string_view stem(name.data(), name.size() - ext.size());
+  if (stem.empty() || stem.size() > 20) return {};
+  for (char ch : stem)
+    if (ch < '0' || ch > '9') return {};
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(stem.data(), stem.data() + stem.size(), v);
+  if (ec != std::errc{} || p != stem.data() + stem.size()) return {};
+  return v;
+}
+
+}  // namespace detail
+
+/// One store + one index. Thread safety as for Store and Index: one writer,
+/// any number of readers of published records.
+class Segment {
+ public:
+  static std::filesystem::path StorePath(const std::filesystem::path& dir, std::uint64_t base) {
+    return dir / (detail::SegmentStem(base) + ".store");
+  }
+  static std::filesystem::path IndexPath(const std::filesystem::path& dir, std::uint64_t base) {
+    return dir / (detail::SegmentStem(base) + ".index");
+  }
+
+  /// Creates a new, empty, active segment (and syncs the directory entry).
+  static std::shared_ptr<Segment> Create(const std::filesystem::path& dir, std::uint64_t base, const Config& c) {
+    detail::RemoveFile(IndexPath(dir, base));  // a leftover of a crash before its store existed
+    auto s = std::shared_ptr<Segment>(new Segment(dir, base, c));
+    try {
+      s->store_.emplace(Store::Create(StorePath(dir, base), base));
+      s->index_ = std::make_unique<Index>(IndexPath(dir, base), c.segment.max_index_bytes, true);
+    } catch (...) {
+      // Leave nothing half-made behind (a later roll creates the same names).
+      if (s->store_) detail::RemoveFile(StorePath(dir, base));
+      detail::RemoveFile(IndexPath(dir, base));
+      throw;
+    }
+    detail::SyncDirectory(dir);
+    return s;
+  }
+
+  /// Opens an existing segment (see the file comment for what is checked).
+  static std::shared_ptr<Segment> Open(const std::filesystem::path& dir, std::uint64_t base, const Config& c,
+                                       bool active) {
+    auto s = std::shared_ptr<Segment>(new Segment(dir, base, c));
+    if (active)
+      s->OpenActive();
+    else
+      s->OpenSealed();
+    return s;
+  }
+
+  std::uint64_t BaseOffset() const noexcept { return base_; }
+  /// One past the last published record.
+  std::uint64_t NextOffset() const noexcept { return base_ + index_->Count(); }
+  std::uint64_t Count() const noexcept { return index_->Count(); }
+  bool Empty() const noexcept { return Count() == 0; }
+  bool Sealed() const noexcept { return !index_->Writable(); }
+  const std::filesystem::path& StoreFile() const noexcept { return store_->path(); }
+  const std::filesystem::path& IndexFile() const noexcept { return index_->path(); }
+
+  /// Whether `records` more records, `frame_bytes` in all, fit in this segment.
+  bool Fits(std::uint64_t frame_bytes, std::uint64_t records) const noexcept {
+    return !Sealed() && store_->Size() + frame_bytes <= config_.segment.max_store_bytes &&
+           index_->Count() + records <= index_->Capacity();
+  }
+
+  /// Whether not even one more (empty) record fits.
+  bool IsFull() const noexcept { return !Fits(kFrameHeaderBytes, 1); }
+
+  /// Appends whole, encoded frames (writer only; the caller checked IsFull).
+  /// `lengths` holds each frame's payload length. The records become visible
+  /// to readers only once the store write and every index entry are done.
+  void Append(std::span<const std::byte> frames, std::span<const std::uint32_t> lengths) {
+    std::uint64_t pos = store_->Append(frames);
+    std::uint64_t n = index_->Count();
+    for (std::uint32_t len : lengths) {
+      index_->Put(n, IndexEntry{static_cast<std::uint32_t>(n), len, pos});
+      pos += kFrameHeaderBytes + len;
+      ++n;
+    }
+    index_->SetCount(n);
+  }
+
+  /// Index entry of a published offset (the caller checked the range).
+  IndexEntry Entry(std::uint64_t offset) const noexcept { return index_->At(offset - base_); }
+
+  /// Reads and checks the frame of a published offset into `buf`; returns
+  /// the payload (a view into buf).
+  std::span<const std::byte> ReadFrame(std::uint64_t offset, std::vector<std::byte>& buf) const {
+    IndexEntry e = Entry(offset);
+    buf.resize(e.FrameBytes());
+    if (store_->ReadAt(buf, e.position) != buf.size())
+      throw CorruptionError(StoreFile(), e.position, "frame of offset " + std::to_string(offset) +
+                                                         " runs past the end of the store");
+    if (const char* why = detail::CheckFrame(buf, offset))
+      throw CorruptionError(StoreFile(), e.position, std::string(why) + " (offset " + std::to_string(offset) + ")");
+    return std::span<const std::byte>(buf).subspan(kFrameHeaderBytes);
+  }
+
+  /// Raw store bytes (for the log's byte stream and scans).
+  std::size_t ReadStore(std::span<std::byte> out, std::uint64_t pos) const { return store_->ReadAt(out, pos); }
+
+  /// Store bytes covered by published records (header included).
+  std::uint64_t CommittedBytes() const noexcept {
+    std::uint64_t n = Count();
+    return n == 0 ? kStoreHeaderBytes : index_->At(n - 1).End();
+  }
+
+  /// fdatasync of the store: every published record is durable.
+  void SyncStore() const { store_->Sync(); }
+
+  /// Store and index on stable storage.
+  void Sync() const {
+    store_->Sync();
+    index_->Sync();
+  }
+
+  /// Syncs, trims the index and makes the segment read-only. Readers may go on.
+  void Seal() {
+    if (Sealed()) return;
+    store_->Sync();
+    index_->Trim();
+  }
+
+  /// Deletes both files (store first: an index without its store is
+  /// discarded on open). Open descriptors and mappings stay valid until the
+  /// last holder of the segment lets go.
+  void RemoveFiles() const {
+    detail::RemoveFile(StoreFile());
+    detail::RemoveFile(IndexFile());
+  }
+
+ private:
+  Segment(std::filesystem::path dir, std::uint64_t base, const Config& c)
+      : dir_(std::move(dir)), base_(base), config_(c) {}
+
+  // The newest segment: trust the index entries the store confirms, then
+  // index every further frame that holds and cut off the rest.
+  void OpenActive() {
+    const auto store_path = StorePath(dir_, base_);
+    {
+      detail::File probe(store_path, O_RDWR);
+      if (probe.Size() < kStoreHeaderBytes) {
+        // Created but its header never fully written: nothing was in it.
+        probe.Close();
+        detail::RemoveFile(store_path);
+        store_.emplace(Store::Create(store_path, base_));
+        detail::SyncDirectory(dir_);
+      }
+    }
+    if (!store_) store_.emplace(Store::Open(store_path, base_, true));
+    index_ = std::make_unique<Index>(IndexPath(dir_, base_), config_.segment.max_index_bytes, true);
+    std::uint64_t n = TrustedEntries();
+    std::uint64_t end = n == 0 ? kStoreHeaderBytes : index_->At(n - 1).End();
+    end = ScanTail(n, end);
+    if (end < store_->Size()) store_->Truncate(end);
+  }
+
+  void OpenSealed() {
+    store_.emplace(Store::Open(StorePath(dir_, base_), base_, false));
+    const auto index_path = IndexPath(dir_, base_);
+    std::error_code ec;
+    if (std::filesystem::exists(index_path, ec)) {
+      index_ = std::make_unique<Index>(index_path, 0, false);
+      const std::uint64_t n = index_->EntriesOnDisk();
+      if (index_->WholeEntriesOnDisk() && n > 0 && Agrees(n - 1, index_->At(n - 1)) &&
+          index_->At(n - 1).End() == store_->Size()) {
+        index_->SetCount(n);
+        return;
+      }
+    }
+    // The check failed: rebuild the index from the store.
+    index_.reset();
+    index_ = std::make_unique<Index>(index_path, 0, true);
+    std::uint64_t n = TrustedEntries();
+    std::uint64_t end = n == 0 ? kStoreHeaderBytes : index_->At(n - 1).End();
+    end = ScanTail(n, end);
+    if (end != store_->Size())
+      throw CorruptionError(StoreFile(), end, "sealed segment holds bytes that are not a valid frame");
+    index_->Trim();
+  }
+
+  // Whether entry i is consistent with its place in the store.
+  bool Agrees(std::uint64_t i, const IndexEntry& e) const noexcept {
+    return e.relative == i && e.position >= kStoreHeaderBytes && e.End() <= store_->Size() && e.End() > e.position;
+  }
+
+  // The longest prefix of on-disk index entries that chain through the store.
+  std::uint64_t TrustedEntries() const noexcept {
+    const std::uint64_t on_disk = std::min(index_->EntriesOnDisk(), index_->Capacity());
+    std::uint64_t expected = kStoreHeaderBytes, i = 0;
+    for (; i < on_disk; ++i) {
+      IndexEntry e = index_->At(i);
+      if (!Agrees(i, e) || e.position != expected) break;
+      expected = e.End();
+    }
+    return i;
+  }
+
+  // Reads frames from `pos` (record n of the segment) and indexes each one
+  // that holds; returns the end of the last good frame.
+  std::uint64_t ScanTail(std::uint64_t n, std::uint64_t pos) {
+    std::vector<std::byte> buf;
+    const std::uint64_t size = store_->Size();
+    while (pos + kFrameHeaderBytes <= size && n < (1ULL << 32)) {
+      buf.resize(kFrameHeaderBytes);
+      if (store_->ReadAt(buf, pos) != kFrameHeaderBytes) break;
+      detail::FrameHeader h = detail::ReadFrameHeader(buf.data());
+      if (h.offset != base_ + n || h.length > size - pos - kFrameHeaderBytes) break;
+      buf.resize(kFrameHeaderBytes + h.length);
+      if (store_->ReadAt(std::span(buf).subspan(kFrameHeaderBytes), pos + kFrameHeaderBytes) != h.length) break;
+      if (detail::CheckFrame(buf, base_ + n) != nullptr) break;
+      index_->Reserve(n + 1);
+      index_->Put(n, IndexEntry{static_cast<std::uint32_t>(n), h.length, pos});
+      pos += kFrameHeaderBytes + h.length;
+      ++n;
+    }
+    index_->SetCount(n);
+    return pos;
+  }
+
+  std::filesystem::path dir_;
+  std::uint64_t base_;
+  Config config_;
+  std::optional<Store> store_;
+  std::unique_ptr<Index> index_;
+};
+
+}  // namespace logsync

@@ -1,0 +1,90 @@
+#pragma once
+// Test control over logsync's system-call seam (detail::Sys()): count
+// syncs, fail the n-th write or sync with a chosen errno. Install one
+// SyscallHooks per test; it restores the real calls when it goes away.
+
+#include <logsync/detail/file.hpp>
+
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+
+namespace logsync::test {
+
+class SyscallHooks {
+ public:
+  SyscallHooks() : saved_(detail::Sys()) {
+    Current() = this;
+    auto& s = detail::Sys();
+    s.pwrite = [](int fd, const void* b, size_t n, off_t o) -> ssize_t {
+      auto* h = Current();
+      if (h->Fail(h->writes, h->fail_write_at, h->write_errno)) return -1;
+      return h->saved_.pwrite(fd, b, n, o);
+    };
+    s.fdatasync = [](int fd) -> int {
+      auto* h = Current();
+      if (h->Fail(h->datasyncs, h->fail_sync_at, h->sync_errno)) return -1;
+      int rc = h->saved_.fdatasync(fd);
+      h->Notify();
+      return rc;
+    };
+    s.fsync = [](int fd) -> int {
+      auto* h = Current();
+      if (h->Fail(h->fsyncs, h->fail_fsync_at, h->sync_errno)) return -1;
+      return h->saved_.fsync(fd);
+    };
+    s.msync = [](void* a, size_t n, int f) -> int {
+      auto* h = Current();
+      if (h->Fail(h->msyncs, h->fail_msync_at, h->sync_errno)) return -1;
+      return h->saved_.msync(a, n, f);
+    };
+  }
+  SyscallHooks(const SyscallHooks&) = delete;
+  SyscallHooks& operator=(const SyscallHooks&) = delete;
+  ~SyscallHooks() {
+    detail::Sys() = saved_;
+    Current() = nullptr;
+  }
+
+  // Calls made so far.
+  std::atomic<std::uint64_t> writes{0}, datasyncs{0}, fsyncs{0}, msyncs{0};
+  // 1-based number of the call to fail (0: never); every later call fails
+  // too while `sticky` is set.
+  std::atomic<std::uint64_t> fail_write_at{0}, fail_sync_at{0}, fail_fsync_at{0}, fail_msync_at{0};
+  std::atomic<bool> sticky{false};
+  std::atomic<int> write_errno{ENOSPC}, sync_errno{EIO};
+
+  /// Waits until at least `n` fdatasyncs happened, or `timeout` passed.
+  template <class Duration>
+  bool WaitForDataSyncs(std::uint64_t n, Duration timeout) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return datasyncs.load() >= n; });
+  }
+
+ private:
+  static SyscallHooks*& Current() {
+    static SyscallHooks* current = nullptr;
+    return current;
+  }
+  bool Fail(std::atomic<std::uint64_t>& calls, std::atomic<std::uint64_t>& at, std::atomic<int>& err) {
+    const std::uint64_t n = ++calls;
+    const std::uint64_t a = at.load();
+    if (a != 0 && (n == a || (sticky.load() && n > a))) {
+      errno = err.load();
+      return true;
+    }
+    return false;
+  }
+  void Notify() {
+    std::lock_guard lock(mu_);
+    cv_.notify_all();
+  }
+
+  detail::SysCalls saved_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+};
+
+}  // namespace logsync::test
