@@ -593,13 +593,13 @@ class Log {
 
   void RemoveFiles() {
     std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
-      const std::string name = entry.path().filename().string();
-      if (detail::ParseSegmentName(name, ".store")) detail::RemoveFile(entry.path());
-    }
-    for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
-      const std::string name = entry.path().filename().string();
-      if (detail::ParseSegmentName(name, ".index") || name == "LOCK") detail::RemoveFile(entry.path());
+    // Stores first: an index left without its store is discarded on open.
+    for (const char* ext : {".store", ".index"}) {
+      for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
+        const std::string name = entry.path().filename().string();
+        if (entry.is_regular_file() && (detail::ParseSegmentName(name, ext) || name == "LOCK"))
+          detail::RemoveFile(entry.path());
+      }
     }
     if (!ec) detail::SyncDirectory(dir_);
   }

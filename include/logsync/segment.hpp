@@ -199,6 +199,15 @@ class Segment {
     index_ = std::make_unique<Index>(IndexPath(dir_, base_), config_.segment.max_index_bytes, true);
     std::uint64_t n = TrustedEntries();
     std::uint64_t end = n == 0 ? kStoreHeaderBytes : index_->At(n - 1).End();
+    // A clean close leaves the index trimmed to exactly the entries that
+    // chain to the end of the store. Anything else is an unclean shutdown,
+    // after which an index entry may have reached the disk before the frame
+    // it points to: then every frame is checked again from the start.
+    const bool clean = index_->WholeEntriesOnDisk() && index_->EntriesOnDisk() == n && end == store_->Size();
+    if (!clean) {
+      n = 0;
+      end = kStoreHeaderBytes;
+    }
     end = ScanTail(n, end);
     if (end < store_->Size()) store_->Truncate(end);
   }
