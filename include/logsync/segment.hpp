@@ -77,8 +77,11 @@ class Segment {
       s->index_ = std::make_unique<Index>(IndexPath(dir, base), c.segment.max_index_bytes, true);
     } catch (...) {
       // Leave nothing half-made behind (a later roll creates the same names).
-      if (s->store_) detail::RemoveFile(StorePath(dir, base));
-      detail::RemoveFile(IndexPath(dir, base));
+      if (s->store_) {
+        s->store_.reset();
+        detail::RemoveFile(StorePath(dir, base));
+        detail::RemoveFile(IndexPath(dir, base));
+      }
       throw;
     }
     detail::SyncDirectory(dir);

@@ -105,7 +105,12 @@ class Store {
     std::memcpy(h.data(), kStoreMagic.data(), kStoreMagic.size());
     h[6] = std::byte{kFormatVersion};
     detail::StoreLE<std::uint64_t>(h.data() + 8, base);
-    s.file_.WriteAt(h, 0);
+    try {
+      s.file_.WriteAt(h, 0);
+    } catch (...) {
+      detail::RemoveFile(path);  // this call created it: leave no headerless store behind
+      throw;
+    }
     s.size_ = kStoreHeaderBytes;
     return s;
   }

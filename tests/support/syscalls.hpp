@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 
 namespace logsync::test {
@@ -26,6 +27,7 @@ class SyscallHooks {
     s.fdatasync = [](int fd) -> int {
       auto* h = Current();
       if (h->Fail(h->datasyncs, h->fail_sync_at, h->sync_errno)) return -1;
+      if (h->before_datasync) h->before_datasync(h->datasyncs.load());
       int rc = h->saved_.fdatasync(fd);
       h->Notify();
       return rc;
@@ -55,6 +57,8 @@ class SyscallHooks {
   std::atomic<std::uint64_t> fail_write_at{0}, fail_sync_at{0}, fail_fsync_at{0}, fail_msync_at{0};
   std::atomic<bool> sticky{false};
   std::atomic<int> write_errno{ENOSPC}, sync_errno{EIO};
+  // Runs inside every fdatasync (with its 1-based number) before the real call.
+  std::function<void(std::uint64_t)> before_datasync;
 
   /// Waits until at least `n` fdatasyncs happened, or `timeout` passed.
   template <class Duration>

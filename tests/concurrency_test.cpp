@@ -1,0 +1,181 @@
+#define BOOST_TEST_MODULE concurrency_test
+#include <boost/test/unit_test.hpp>
+
+#include <logsync/logsync.hpp>
+
+#include "support/temp_dir.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+using logsync::Config;
+using logsync::Log;
+using logsync::Record;
+using logsync::test::TempDir;
+
+namespace {
+
+// A value that names its writer and sequence and checks itself.
+std::string Value(int writer, int seq) {
+  std::string v = "w" + std::to_string(writer) + "-s" + std::to_string(seq) + "-";
+  v.append(static_cast<std::size_t>((writer * 31 + seq) % 200), static_cast<char>('a' + writer));
+  return v;
+}
+
+bool WellFormed(const std::string& v) {
+  int writer = 0, seq = 0;
+  if (std::sscanf(v.c_str(), "w%d-s%d-", &writer, &seq) != 2) return false;
+  return v == Value(writer, seq);
+}
+
+Config SmallSegments() {
+  Config c;
+  c.segment.max_store_bytes = 8 * 1024;  // many rolls while threads run
+  return c;
+}
+
+template <class S>
+void AppendersAndReaders() {
+  TempDir dir;
+  Log<Record, logsync::DefaultCodec<Record>, S> log(dir.path(), SmallSegments());
+  constexpr int kWriters = 4, kPerWriter = 400, kReaders = 3;
+  std::atomic<int> writers_done{0};
+  std::atomic<std::uint64_t> bad_reads{0}, reads{0};
+  std::vector<std::vector<std::uint64_t>> offsets(kWriters);
+
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w)
+    threads.emplace_back([&, w] {
+      for (int s = 0; s < kPerWriter; ++s) {
+        if (s % 50 == 49) {
+          std::vector<Record> batch{{0, Value(w, s)}};
+          offsets[w].push_back(log.AppendBatch(batch));
+        } else {
+          offsets[w].push_back(log.Append(Record{0, Value(w, s)}));
+        }
+      }
+      ++writers_done;
+    });
+  for (int r = 0; r < kReaders; ++r)
+    threads.emplace_back([&, r] {
+      std::uint64_t seen = 0;
+      while (writers_done.load() < kWriters) {
+        const std::uint64_t high = log.NextOffset();
+        if (high == 0) {
+          std::this_thread::yield();
+          continue;
+        }
+        // Every offset below NextOffset() reads back whole.
+        const std::uint64_t o = (r == 0) ? high - 1 : (seen * 7919 + r) % high;
+        Record rec = log.Read(o);
+        ++reads;
+        if (rec.offset != o || !WellFormed(rec.value)) ++bad_reads;
+        seen = std::max(seen, o + 1);
+        if (r == 2 && seen % 64 == 0) {
+          for (const Record& s : log.Scan(high > 100 ? high - 100 : 0))
+            if (!WellFormed(s.value)) ++bad_reads;
+        }
+      }
+    });
+  for (auto& t : threads) t.join();
+
+  BOOST_TEST(bad_reads.load() == 0U);
+  BOOST_TEST(reads.load() > 0U);
+  BOOST_TEST(log.NextOffset() == static_cast<std::uint64_t>(kWriters * kPerWriter));
+  // Unique offsets, each writer's in increasing order, each holding its value.
+  std::set<std::uint64_t> all;
+  for (int w = 0; w < kWriters; ++w) {
+    BOOST_TEST(std::is_sorted(offsets[w].begin(), offsets[w].end()));
+    for (int s = 0; s < kPerWriter; ++s) {
+      all.insert(offsets[w][s]);
+      BOOST_TEST(log.Read(offsets[w][s]).value == Value(w, s));
+    }
+  }
+  BOOST_TEST(all.size() == static_cast<std::size_t>(kWriters * kPerWriter));
+  BOOST_TEST(log.SegmentCount() > 10U);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(appenders_and_readers_sync_none, *boost::unit_test::timeout(120)) { AppendersAndReaders<logsync::sync::None>(); }
+BOOST_AUTO_TEST_CASE(appenders_and_readers_sync_always, *boost::unit_test::timeout(120)) { AppendersAndReaders<logsync::sync::Always>(); }
+BOOST_AUTO_TEST_CASE(appenders_and_readers_sync_interval, *boost::unit_test::timeout(120)) { AppendersAndReaders<logsync::sync::Interval>(); }
+
+BOOST_AUTO_TEST_CASE(truncate_while_reading_and_appending, *boost::unit_test::timeout(120)) {
+  TempDir dir;
+  Log<> log(dir.path(), SmallSegments());
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> bad{0};
+  std::thread writer([&] {
+    for (int s = 0; s < 3000; ++s) log.Append(Record{0, Value(0, s)});
+    stop = true;
+  });
+  std::thread reader([&] {
+    while (!stop.load()) {
+      const std::uint64_t low = log.LowestOffset(), next = log.NextOffset();
+      if (next <= low) continue;
+      try {
+        Record r = log.Read(low + (next - low) / 2);
+        if (!WellFormed(r.value)) ++bad;
+      } catch (const logsync::OffsetOutOfRange&) {
+        // truncated between the two loads: allowed
+      }
+      std::uint64_t n = 0;
+      for (const Record& r : log.Scan(log.LowestOffset())) {
+        if (!WellFormed(r.value)) ++bad;
+        if (++n == 50) break;
+      }
+    }
+  });
+  std::thread truncator([&] {
+    while (!stop.load()) {
+      const std::uint64_t next = log.NextOffset();
+      if (next > 500) log.Truncate(next - 500);
+      std::this_thread::yield();
+    }
+  });
+  writer.join();
+  reader.join();
+  truncator.join();
+  BOOST_TEST(bad.load() == 0U);
+  BOOST_TEST(log.NextOffset() == 3000U);
+  BOOST_TEST(log.LowestOffset() > 0U);
+  for (std::uint64_t o = log.LowestOffset(); o < 3000; ++o) BOOST_TEST(log.Read(o).value == Value(0, static_cast<int>(o)));
+}
+
+BOOST_AUTO_TEST_CASE(close_while_threads_use_the_log, *boost::unit_test::timeout(120)) {
+  TempDir dir;
+  auto log = std::make_unique<Log<>>(dir.path(), SmallSegments());
+  for (int s = 0; s < 100; ++s) log->Append(Record{0, Value(1, s)});
+  std::atomic<int> started{0};
+  std::atomic<std::uint64_t> bad{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t)
+    threads.emplace_back([&, t] {
+      ++started;
+      for (int i = 0;; ++i) {
+        try {
+          if (t == 0) {
+            log->Append(Record{0, Value(2, i)});
+          } else {
+            Record r = log->Read(static_cast<std::uint64_t>(i % 100));
+            if (!WellFormed(r.value)) ++bad;
+          }
+        } catch (const logsync::StateError&) {
+          return;  // closed: the only way out
+        }
+      }
+    });
+  while (started.load() < 3) std::this_thread::yield();
+  log->Close();
+  for (auto& t : threads) t.join();
+  BOOST_TEST(bad.load() == 0U);
+  const auto next = log->NextOffset();
+  log.reset();
+  Log<> again(dir.path(), SmallSegments());
+  BOOST_TEST(again.NextOffset() == next);
+}
