@@ -174,6 +174,7 @@ class Log {
     CheckOpen();
     if (offset >= next_offset_.load(std::memory_order_acquire)) throw OffsetOutOfRange(offset);
     SegmentPtr seg = SegmentOf(offset);
+    if (!seg) CheckOpen();  // a Close may have raced this call
     if (!seg || offset >= seg->NextOffset()) throw OffsetOutOfRange(offset);
     thread_local std::vector<std::byte> buf;
     R r = codec_.Decode(seg->ReadFrame(offset, buf));
@@ -185,8 +186,8 @@ class Log {
   /// appended before this call, in offset order. The range keeps the
   /// segments it reads alive, so a concurrent Truncate does not cut it short.
   ScanRange Scan(std::uint64_t from) const {
-    CheckOpen();
     std::shared_lock lock(segments_mu_);
+    if (segments_.empty()) throw StateError("logsync: log " + dir_.string() + " is closed");
     const std::uint64_t end = next_offset_.load(std::memory_order_acquire);
     return ScanRange(this, segments_, std::max(from, segments_.front()->BaseOffset()), end);
   }
@@ -206,8 +207,8 @@ class Log {
   /// Every store's raw bytes, in offset order, as they were when Reader()
   /// was called (whole frames only): the form snapshots travel in.
   ByteReader Reader() const {
-    CheckOpen();
     std::shared_lock lock(segments_mu_);
+    if (segments_.empty()) throw StateError("logsync: log " + dir_.string() + " is closed");
     return ByteReader(segments_);
   }
 
@@ -237,7 +238,7 @@ class Log {
     CheckWritable(0);
     SyncThrough(next_offset_.load(std::memory_order_acquire), /*force=*/true);
     try {
-      Active()->Sync();
+      Active()->SyncIndex();
     } catch (const SyncError& e) {
       Poison(e.what());
       throw;
@@ -247,11 +248,11 @@ class Log {
   /// Syncs, trims the active index and releases the directory. Later calls
   /// throw StateError; calling Close again does nothing.
   void Close() {
-    if (syncer_.joinable()) {
+    std::lock_guard lock(append_mu_);
+    if (syncer_.joinable()) {  // the syncer never takes append_mu_
       syncer_.request_stop();
       syncer_.join();
     }
-    std::lock_guard lock(append_mu_);
     if (closed_.exchange(true)) return;
     Segments segs;
     {
@@ -275,9 +276,9 @@ class Log {
   void Reset() {
     Close();
     RemoveFiles();
-    closed_ = false;
     poisoned_ = false;
     Open();
+    closed_ = false;
   }
 
   const std::filesystem::path& Dir() const noexcept { return dir_; }
@@ -533,8 +534,10 @@ class Log {
       throw IoError(dir_ / "LOCK", err, "flock");
     }
     std::vector<std::uint64_t> stores, indexes;
-    for (const auto& entry : std::filesystem::directory_iterator(dir_)) {
-      if (!entry.is_regular_file()) continue;
+    std::filesystem::directory_iterator it(dir_, ec);
+    if (ec) throw IoError(dir_, ec.value(), "list directory");
+    for (const auto& entry : it) {
+      if (!entry.is_regular_file(ec)) continue;
       const std::string name = entry.path().filename().string();
       if (auto b = detail::ParseSegmentName(name, ".store")) stores.push_back(*b);
       if (auto b = detail::ParseSegmentName(name, ".index")) indexes.push_back(*b);

@@ -159,11 +159,8 @@ class Segment {
   /// fdatasync of the store: every published record is durable.
   void SyncStore() const { store_->Sync(); }
 
-  /// Store and index on stable storage.
-  void Sync() const {
-    store_->Sync();
-    index_->Sync();
-  }
+  /// msync of the index's published entries.
+  void SyncIndex() const { index_->Sync(); }
 
   /// Syncs, trims the index and makes the segment read-only. Readers may go on.
   void Seal() {
