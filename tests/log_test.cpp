@@ -392,6 +392,8 @@ struct EventCodec {
 static_assert(logsync::Codec<EventCodec, Event>);
 static_assert(logsync::Codec<logsync::TrivialCodec<Point>, Point>);
 static_assert(!logsync::Codec<EventCodec, Point>);
+static_assert(std::ranges::input_range<Log<>::ScanRange>);
+static_assert(std::ranges::input_range<Log<Point, logsync::TrivialCodec<Point>>::ScanRange>);
 
 }  // namespace
 

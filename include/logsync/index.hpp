@@ -59,6 +59,7 @@ class Index {
       : file_(std::move(path), writable ? (O_RDWR | O_CREAT) : O_RDONLY), writable_(writable) {
     file_bytes_ = file_.Size();
     Map(writable ? std::max(capacity_bytes, file_bytes_) : file_bytes_);
+    if (!writable) file_.Close();  // the mapping is all a read-only index needs
   }
 
   Index(Index&&) = delete;
@@ -119,6 +120,7 @@ class Index {
     file_.Resize(Count() * kIndexEntryBytes);
     file_.FullSync();
     writable_ = false;
+    file_.Close();
   }
 
   bool Writable() const noexcept { return writable_; }
