@@ -465,7 +465,8 @@ BOOST_AUTO_TEST_CASE(each_sync_policy_round_trips) {
 BOOST_AUTO_TEST_CASE(unknown_files_are_ignored_and_kept) {
   TempDir dir;
   const std::vector<std::string> foreign{"notes.txt", "abc.store", "12a.index", ".store", "1.store.bak",
-                                         "123456789012345678901.store", "00000000000000000000.log"};
+                                         "123456789012345678901.store", "00000000000000000000.log",
+                                         "5.store", "0000000000000000007.index", "99999999999999999999.store"};
   for (const auto& name : foreign) std::ofstream(dir / name) << "not ours";
   std::filesystem::create_directory(dir / "00000000000000000009.store");  // a directory, not a file
   {

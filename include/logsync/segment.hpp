@@ -42,11 +42,12 @@ inline std::string SegmentStem(std::uint64_t base) {
   return buf;
 }
 
-/// The base offset of a `<digits>.store` / `<digits>.index` name, if it is one.
+/// The base offset of a segment file name (20 digits, then `ext`), if it is
+/// one. Only the names SegmentStem makes count: `5.store` is not ours.
 inline std::optional<std::uint64_t> ParseSegmentName(const std::string& name, std::string_view ext) {
   if (name.size() <= ext.size() || name.compare(name.size() - ext.size(), ext.size(), ext) != 0) return {};
   std::string_view stem(name.data(), name.size() - ext.size());
-  if (stem.empty() || stem.size() > 20) return {};
+  if (stem.size() != 20) return {};
   for (char ch : stem)
     if (ch < '0' || ch > '9') return {};
   std::uint64_t v = 0;
