@@ -184,7 +184,8 @@ class Log {
 
   /// The records from `from` (at least LowestOffset()) to the last one
   /// appended before this call, in offset order. The range keeps the
-  /// segments it reads alive, so a concurrent Truncate does not cut it short.
+  /// segments it reads alive, so a concurrent Truncate does not cut it short;
+  /// it uses the log's codec, so it must not outlive the Log.
   ScanRange Scan(std::uint64_t from) const {
     std::shared_lock lock(segments_mu_);
     if (segments_.empty()) throw StateError("logsync: log " + dir_.string() + " is closed");
