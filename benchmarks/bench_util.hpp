@@ -1,0 +1,59 @@
+#pragma once
+// Shared pieces of the benchmarks: a scratch directory on the filesystem the
+// log uses (TMPDIR), and the frames a raw-write ceiling writes.
+
+#include <logsync/logsync.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace logsync::bench {
+
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& name)
+      : path_(std::filesystem::temp_directory_path() / ("logsync-bench-" + name + "-" + std::to_string(::getpid()))) {
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// The frame logsync writes for a record of `payload` at `offset`: what the
+/// raw ceilings write, byte for byte.
+inline std::vector<std::byte> Frame(std::uint64_t offset, const std::string& payload) {
+  std::vector<std::byte> f(kFrameHeaderBytes + payload.size());
+  std::memcpy(f.data() + kFrameHeaderBytes, payload.data(), payload.size());
+  detail::WriteFrameHeader(f.data(), offset, static_cast<std::uint32_t>(payload.size()),
+                           detail::Crc32c(0, f.data() + kFrameHeaderBytes, payload.size()));
+  return f;
+}
+
+inline int OpenScratchFile(const std::filesystem::path& p) {
+  int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw IoError(p, errno, "open");
+  return fd;
+}
+
+inline void WriteAll(int fd, const std::byte* p, std::size_t n) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w <= 0) throw IoError("benchmark file", errno, "write");
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+}
+
+}  // namespace logsync::bench
