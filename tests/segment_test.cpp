@@ -291,3 +291,30 @@ BOOST_AUTO_TEST_CASE(segment_names) {
                           "99999999999999999999.store", "00000000000000000042.index", "00000000000000000042"})
     BOOST_TEST(!detail::ParseSegmentName(bad, ".store").has_value(), bad);
 }
+
+BOOST_AUTO_TEST_CASE(recovery_checks_frames_larger_than_its_read_chunk) {
+  TempDir dir;
+  const std::string big(3 * 1024 * 1024 + 17, 'B');
+  {
+    auto s = Segment::Create(dir.path(), 100, Resolved());
+    Put(*s, "small");
+    Put(*s, big);
+    Put(*s, "after");
+    s->Seal();
+  }
+  std::filesystem::remove(dir / "00000000000000000100.index");
+  {
+    auto s = Segment::Open(dir.path(), 100, Resolved(), true);
+    BOOST_TEST(s->Count() == 3U);
+    BOOST_TEST((Get(*s, 101) == big));
+  }
+  // A flipped byte deep inside the big payload ends the log before it.
+  const auto store = dir / "00000000000000000100.store";
+  std::string bytes = test::ReadFile(store);
+  bytes[bytes.size() / 2] ^= 0x20;
+  test::WriteFile(store, bytes);
+  std::filesystem::remove(dir / "00000000000000000100.index");
+  auto s = Segment::Open(dir.path(), 100, Resolved(), true);
+  BOOST_TEST(s->Count() == 1U);
+  BOOST_TEST(Get(*s, 100) == "small");
+}

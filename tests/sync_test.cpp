@@ -7,8 +7,6 @@
 #include "support/temp_dir.hpp"
 
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -102,25 +100,14 @@ BOOST_AUTO_TEST_CASE(concurrent_appenders_share_syncs) {
   // Hold the first sync until every appender has written its record: all of
   // them must then be covered by at most one more sync.
   const auto writes_before = hooks.writes.load();
-  std::mutex m;
-  std::condition_variable cv;
   std::atomic<int> waiting_ok{1};
   hooks.before_datasync = [&](std::uint64_t n) {
-    if (n != 1) return;
-    std::unique_lock lock(m);
-    if (!cv.wait_for(lock, std::chrono::seconds(20),
-                     [&] { return hooks.writes.load() >= writes_before + kThreads; }))
-      waiting_ok = 0;
+    if (n == 1 && !hooks.WaitForWrites(writes_before + kThreads, std::chrono::seconds(20))) waiting_ok = 0;
   };
   std::vector<std::thread> threads;
   std::vector<std::uint64_t> offsets(kThreads);
   for (int t = 0; t < kThreads; ++t)
-    threads.emplace_back([&, t] {
-      offsets[t] = log.Append(Rec("t" + std::to_string(t)));
-      std::lock_guard lock(m);
-      cv.notify_all();
-    });
-  // Writes are counted before the sync hook can see them; wake it for each.
+    threads.emplace_back([&, t] { offsets[t] = log.Append(Rec("t" + std::to_string(t))); });
   for (auto& th : threads) th.join();
   hooks.before_datasync = nullptr;
   BOOST_TEST(waiting_ok.load() == 1);

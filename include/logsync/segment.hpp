@@ -21,7 +21,9 @@
 #include <logsync/store.hpp>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
+#include <cstring>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -255,18 +257,38 @@ class Segment {
   }
 
   // Reads frames from `pos` (record n of the segment) and indexes each one
-  // that holds; returns the end of the last good frame.
+  // that holds; returns the end of the last good frame. Reads the store in
+  // chunks and checksums payloads as they stream by, so a length field of
+  // garbage costs no more memory than a chunk.
   std::uint64_t ScanTail(std::uint64_t n, std::uint64_t pos) {
-    std::vector<std::byte> buf;
+    constexpr std::uint64_t kChunk = 1 << 20;
     const std::uint64_t size = store_->Size();
+    std::vector<std::byte> buf(static_cast<std::size_t>(std::min(kChunk, size > pos ? size - pos : 0)));
+    std::uint64_t buf_pos = pos, buf_len = 0;  // buf holds the store's bytes [buf_pos, buf_pos + buf_len)
+    auto fill = [&](std::uint64_t at) {
+      buf_pos = at;
+      buf_len = store_->ReadAt(std::span(buf).first(static_cast<std::size_t>(std::min(kChunk, size - at))), at);
+    };
     while (pos + kFrameHeaderBytes <= size && n < (1ULL << 32)) {
-      buf.resize(kFrameHeaderBytes);
-      if (store_->ReadAt(buf, pos) != kFrameHeaderBytes) break;
-      detail::FrameHeader h = detail::ReadFrameHeader(buf.data());
+      if (pos + kFrameHeaderBytes > buf_pos + buf_len) fill(pos);
+      if (pos + kFrameHeaderBytes > buf_pos + buf_len) break;
+      std::array<std::byte, kFrameHeaderBytes> header;
+      std::memcpy(header.data(), buf.data() + (pos - buf_pos), header.size());
+      const detail::FrameHeader h = detail::ReadFrameHeader(header.data());
       if (h.offset != base_ + n || h.length > size - pos - kFrameHeaderBytes) break;
-      buf.resize(kFrameHeaderBytes + h.length);
-      if (store_->ReadAt(std::span(buf).subspan(kFrameHeaderBytes), pos + kFrameHeaderBytes) != h.length) break;
-      if (detail::CheckFrame(buf, base_ + n) != nullptr) break;
+      std::uint32_t crc = 0;
+      std::uint64_t at = pos + kFrameHeaderBytes, left = h.length;
+      while (left > 0) {
+        if (at >= buf_pos + buf_len) {
+          fill(at);
+          if (buf_len == 0) break;
+        }
+        const std::uint64_t take = std::min(left, buf_pos + buf_len - at);
+        crc = detail::Crc32c(crc, buf.data() + (at - buf_pos), static_cast<std::size_t>(take));
+        at += take;
+        left -= take;
+      }
+      if (left > 0 || detail::FrameCrc(header.data(), crc) != h.crc) break;
       index_->Reserve(n + 1);
       index_->Put(n, IndexEntry{static_cast<std::uint32_t>(n), h.length, pos});
       pos += kFrameHeaderBytes + h.length;

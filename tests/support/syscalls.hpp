@@ -22,15 +22,15 @@ class SyscallHooks {
     s.pwrite = [](int fd, const void* b, size_t n, off_t o) -> ssize_t {
       auto* h = Current();
       if (h->Fail(h->writes, h->fail_write_at, h->write_errno)) return -1;
-      return h->saved_.pwrite(fd, b, n, o);
+      const ssize_t rc = h->saved_.pwrite(fd, b, n, o);
+      h->Notify();
+      return rc;
     };
     s.fdatasync = [](int fd) -> int {
       auto* h = Current();
       if (h->Fail(h->datasyncs, h->fail_sync_at, h->sync_errno)) return -1;
       if (h->before_datasync) h->before_datasync(h->datasyncs.load());
-      int rc = h->saved_.fdatasync(fd);
-      h->Notify();
-      return rc;
+      return h->saved_.fdatasync(fd);
     };
     s.fsync = [](int fd) -> int {
       auto* h = Current();
@@ -60,11 +60,19 @@ class SyscallHooks {
   // Runs inside every fdatasync (with its 1-based number) before the real call.
   std::function<void(std::uint64_t)> before_datasync;
 
-  /// Waits until at least `n` fdatasyncs happened, or `timeout` passed.
+  /// Waits until at least `n` fdatasyncs were called (failed ones too), or
+  /// `timeout` passed.
   template <class Duration>
   bool WaitForDataSyncs(std::uint64_t n, Duration timeout) {
     std::unique_lock lock(mu_);
     return cv_.wait_for(lock, timeout, [&] { return datasyncs.load() >= n; });
+  }
+
+  /// Waits until at least `n` pwrites completed, or `timeout` passed.
+  template <class Duration>
+  bool WaitForWrites(std::uint64_t n, Duration timeout) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return completed_writes_ >= n; });
   }
 
  private:
@@ -74,6 +82,10 @@ class SyscallHooks {
   }
   bool Fail(std::atomic<std::uint64_t>& calls, std::atomic<std::uint64_t>& at, std::atomic<int>& err) {
     const std::uint64_t n = ++calls;
+    {
+      std::lock_guard lock(mu_);
+      cv_.notify_all();
+    }
     const std::uint64_t a = at.load();
     if (a != 0 && (n == a || (sticky.load() && n > a))) {
       errno = err.load();
@@ -81,14 +93,16 @@ class SyscallHooks {
     }
     return false;
   }
-  void Notify() {
+  void Notify() {  // a write completed
     std::lock_guard lock(mu_);
+    ++completed_writes_;
     cv_.notify_all();
   }
 
   detail::SysCalls saved_;
   std::mutex mu_;
   std::condition_variable cv_;
+  std::uint64_t completed_writes_ = 0;  // guarded by mu_
 };
 
 }  // namespace logsync::test
