@@ -34,11 +34,7 @@ class ScratchDir {
 /// The frame logsync writes for a record of `payload` at `offset`: what the
 /// raw ceilings write, byte for byte.
 inline std::vector<std::byte> Frame(std::uint64_t offset, const std::string& payload) {
-  std::vector<std::byte> f(kFrameHeaderBytes + payload.size());
-  std::memcpy(f.data() + kFrameHeaderBytes, payload.data(), payload.size());
-  detail::WriteFrameHeader(f.data(), offset, static_cast<std::uint32_t>(payload.size()),
-                           detail::Crc32c(0, f.data() + kFrameHeaderBytes, payload.size()));
-  return f;
+  return detail::EncodeFrame(offset, std::as_bytes(std::span(payload)));
 }
 
 inline int OpenScratchFile(const std::filesystem::path& p) {

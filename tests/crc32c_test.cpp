@@ -22,12 +22,7 @@ std::vector<std::byte> RandomBytes(std::size_t n, unsigned seed) {
 
 // A frame: header then payload, with a valid header for `offset`.
 std::vector<std::byte> Frame(std::uint64_t offset, const std::string& payload) {
-  std::vector<std::byte> f(kFrameHeaderBytes + payload.size());
-  std::memcpy(f.data() + kFrameHeaderBytes, payload.data(), payload.size());
-  const auto body = std::span<const std::byte>(f).subspan(kFrameHeaderBytes);
-  detail::WriteFrameHeader(f.data(), offset, static_cast<std::uint32_t>(payload.size()),
-                           detail::Crc32c(0, body.data(), body.size()));
-  return f;
+  return detail::EncodeFrame(offset, std::as_bytes(std::span(payload)));
 }
 
 }  // namespace

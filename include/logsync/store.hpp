@@ -42,6 +42,7 @@
 #include <filesystem>
 #include <span>
 #include <string_view>
+#include <vector>
 
 namespace logsync {
 
@@ -68,6 +69,15 @@ inline void WriteFrameHeader(std::byte* header, std::uint64_t offset, std::uint3
   StoreLE<std::uint32_t>(header, length);
   StoreLE<std::uint64_t>(header + 8, offset);
   StoreLE<std::uint32_t>(header + 4, FrameCrc(header, payload_crc));
+}
+
+/// A whole frame (header and payload) of `payload` at `offset`.
+inline std::vector<std::byte> EncodeFrame(std::uint64_t offset, std::span<const std::byte> payload) {
+  std::vector<std::byte> f(kFrameHeaderBytes + payload.size());
+  if (!payload.empty()) std::memcpy(f.data() + kFrameHeaderBytes, payload.data(), payload.size());
+  WriteFrameHeader(f.data(), offset, static_cast<std::uint32_t>(payload.size()),
+                   Crc32c(0, payload.data(), payload.size()));
+  return f;
 }
 
 struct FrameHeader {

@@ -14,11 +14,7 @@ namespace logsync::test {
 
 /// One encoded frame of `payload` at `offset`.
 inline std::vector<std::byte> Frame(std::uint64_t offset, const std::string& payload) {
-  std::vector<std::byte> f(kFrameHeaderBytes + payload.size());
-  std::memcpy(f.data() + kFrameHeaderBytes, payload.data(), payload.size());
-  detail::WriteFrameHeader(f.data(), offset, static_cast<std::uint32_t>(payload.size()),
-                           detail::Crc32c(0, f.data() + kFrameHeaderBytes, payload.size()));
-  return f;
+  return detail::EncodeFrame(offset, std::as_bytes(std::span(payload)));
 }
 
 inline std::string ReadFile(const std::filesystem::path& p) {
