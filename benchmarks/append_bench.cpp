@@ -39,7 +39,7 @@ void BM_RawWrite(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(frame.size()));
 }
-BENCHMARK(BM_RawWrite)->Arg(100)->Arg(4096);
+BENCHMARK(BM_RawWrite)->Arg(100)->Arg(4096)->UseRealTime();
 
 void BM_Append(benchmark::State& state) {
   const std::size_t size = static_cast<std::size_t>(state.range(0));
@@ -50,7 +50,7 @@ void BM_Append(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(size + kFrameHeaderBytes));
 }
-BENCHMARK(BM_Append)->Arg(100)->Arg(4096);
+BENCHMARK(BM_Append)->Arg(100)->Arg(4096)->UseRealTime();
 
 void BM_WriteFdatasync(benchmark::State& state) {
   bench::ScratchDir dir("fdatasync");

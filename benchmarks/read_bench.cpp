@@ -78,7 +78,7 @@ void BM_Memcpy(benchmark::State& state) {
   }
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(a.size()));
 }
-BENCHMARK(BM_Memcpy);
+BENCHMARK(BM_Memcpy)->UseRealTime();
 
 void BM_Scan(benchmark::State& state) {
   Fixture& f = Data();
