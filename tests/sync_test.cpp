@@ -235,3 +235,14 @@ BOOST_AUTO_TEST_CASE(enospc_at_every_write_of_a_workload) {
   }
   BOOST_TEST(total_writes > 12U);
 }
+
+BOOST_AUTO_TEST_CASE(a_new_log_directory_is_synced_into_its_parent) {
+  TempDir dir;
+  SyscallHooks hooks;
+  const auto before = hooks.fsyncs.load();
+  LogOf<logsync::sync::Always> log(dir / "a" / "b");
+  // Both new directories' entries (in dir and in dir/a), then the segment's.
+  BOOST_TEST(hooks.fsyncs.load() >= before + 3);
+  log.Append(Rec("x"));
+  BOOST_TEST(log.Read(0).value == "x");
+}

@@ -525,8 +525,14 @@ class Log {
 
   void Open() {
     std::error_code ec;
+    // Directories this call creates, so that their entries are synced too.
+    std::vector<std::filesystem::path> created;
+    for (auto p = std::filesystem::absolute(dir_, ec); !p.empty() && !std::filesystem::exists(p, ec);
+         p = p.parent_path())
+      created.push_back(p);
     std::filesystem::create_directories(dir_, ec);
     if (ec) throw IoError(dir_, ec.value(), "create directory");
+    for (const auto& p : created) detail::SyncDirectory(p.parent_path());
     lock_file_ = detail::File(dir_ / "LOCK", O_RDWR | O_CREAT);
     if (::flock(lock_file_.fd(), LOCK_EX | LOCK_NB) != 0) {
       const int err = errno;
