@@ -138,3 +138,16 @@ BOOST_AUTO_TEST_CASE(missing_read_only_index_is_an_io_error) {
   TempDir dir;
   BOOST_CHECK_EXCEPTION(Index(dir / "none", 0, false), IoError, [](const IoError& e) { return e.error() == ENOENT; });
 }
+
+BOOST_AUTO_TEST_CASE(reading_past_the_end) {
+  TempDir dir;
+  Index idx(dir / "i", 8 * kIndexEntryBytes, true);
+  BOOST_CHECK_EXCEPTION(idx.Read(0), OffsetOutOfRange, [](const OffsetOutOfRange& e) { return e.offset() == 0; });
+  Fill(idx, 3);
+  BOOST_TEST(Same(idx.Read(2), Entry(2)));
+  BOOST_CHECK_EXCEPTION(idx.Read(3), OffsetOutOfRange, [](const OffsetOutOfRange& e) { return e.offset() == 3; });
+  BOOST_CHECK_THROW(idx.Read(~0ULL), OffsetOutOfRange);
+  idx.Trim();
+  Index reopened(dir / "i", 0, false);  // nothing published until the segment's recovery says so
+  BOOST_CHECK_THROW(reopened.Read(0), OffsetOutOfRange);
+}

@@ -86,6 +86,13 @@ class Index {
             detail::LoadLE<std::uint64_t>(p + 8)};
   }
 
+  /// Published entry i; throws OffsetOutOfRange (with the relative offset)
+  /// at or past Count().
+  IndexEntry Read(std::uint64_t i) const {
+    if (i >= Count()) throw OffsetOutOfRange(i);
+    return At(i);
+  }
+
   /// Writes entry i (writer only; i < Capacity(), not yet published).
   void Put(std::uint64_t i, const IndexEntry& e) noexcept {
     std::byte* p = base_ + i * kIndexEntryBytes;
