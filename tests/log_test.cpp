@@ -707,3 +707,19 @@ BOOST_AUTO_TEST_CASE(corrupt_record_in_sealed_segment_throws_on_read) {
   ++it;
   BOOST_CHECK_THROW(++it, logsync::CorruptionError);
 }
+
+BOOST_AUTO_TEST_CASE(a_file_where_the_directory_should_be) {
+  TempDir dir;
+  std::ofstream(dir / "file") << "x";
+  BOOST_CHECK_THROW(Log<>(dir / "file"), logsync::IoError);
+  BOOST_TEST(std::filesystem::is_regular_file(dir / "file"));
+}
+
+BOOST_AUTO_TEST_CASE(foreign_file_with_a_segment_name_is_reported_not_deleted) {
+  TempDir dir;
+  std::ofstream(dir / "00000000000000000000.store") << "this is not a logsync store at all";
+  BOOST_CHECK_EXCEPTION(Log<>(dir.path()), logsync::CorruptionError, [&](const logsync::CorruptionError& e) {
+    return std::string(e.what()).find("magic") != std::string::npos;
+  });
+  BOOST_TEST(std::filesystem::file_size(dir / "00000000000000000000.store") == 34U);
+}

@@ -258,6 +258,12 @@ BOOST_AUTO_TEST_CASE(store_shorter_than_its_header) {
   BOOST_TEST(s->Empty());
   Put(*s, "first");
   BOOST_TEST(Get(*s, 100) == "first");
+  // Short, but not what a torn creation leaves: not replaced.
+  test::WriteFile(dir / "00000000000000000300.store", "hello");
+  BOOST_CHECK_THROW(Segment::Open(dir.path(), 300, Resolved(), true), CorruptionError);
+  BOOST_TEST(test::ReadFile(dir / "00000000000000000300.store") == "hello");
+  test::WriteFile(dir / "00000000000000000400.store", std::string(9, '\0'));
+  BOOST_TEST(Segment::Open(dir.path(), 400, Resolved(), true)->Empty());
   // A sealed segment may not be that short.
   test::WriteFile(dir / "00000000000000000900.store", "LG");
   BOOST_CHECK_THROW(Segment::Open(dir.path(), 900, Resolved(), false), CorruptionError);

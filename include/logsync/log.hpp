@@ -601,17 +601,25 @@ class Log {
     }
   }
 
+  // Deletes the segment files oldest first, stores before indexes, so that
+  // a crash part way leaves a log that opens (a suffix), then LOCK.
   void RemoveFiles() {
     std::error_code ec;
-    // Stores first: an index left without its store is discarded on open.
-    for (const char* ext : {".store", ".index"}) {
-      for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
-        const std::string name = entry.path().filename().string();
-        if (entry.is_regular_file() && (detail::ParseSegmentName(name, ext) || name == "LOCK"))
-          detail::RemoveFile(entry.path());
-      }
+    std::vector<std::uint64_t> bases;
+    for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
+      if (!entry.is_regular_file(ec)) continue;
+      const std::string name = entry.path().filename().string();
+      for (const char* ext : {".store", ".index"})
+        if (auto b = detail::ParseSegmentName(name, ext)) bases.push_back(*b);
     }
-    if (!ec) detail::SyncDirectory(dir_);
+    std::sort(bases.begin(), bases.end());
+    bases.erase(std::unique(bases.begin(), bases.end()), bases.end());
+    for (std::uint64_t b : bases) {
+      detail::RemoveFile(Segment::StorePath(dir_, b));
+      detail::RemoveFile(Segment::IndexPath(dir_, b));
+    }
+    detail::RemoveFile(dir_ / "LOCK");
+    detail::SyncDirectory(dir_);
   }
 
   std::filesystem::path dir_;

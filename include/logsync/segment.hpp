@@ -190,7 +190,7 @@ class Segment {
     const auto store_path = StorePath(dir_, base_);
     {
       detail::File probe(store_path, O_RDWR);
-      if (probe.Size() < kStoreHeaderBytes) {
+      if (probe.Size() < kStoreHeaderBytes && TornHeader(probe)) {
         // Created but its header never fully written: nothing was in it.
         probe.Close();
         detail::RemoveFile(store_path);
@@ -213,6 +213,18 @@ class Segment {
     }
     end = ScanTail(n, end);
     if (end < store_->Size()) store_->Truncate(end);
+  }
+
+  // Whether a store shorter than its header holds what a torn creation
+  // leaves: a prefix of the header, or zeros. Anything else is not ours to
+  // replace (Store::Open then reports it).
+  bool TornHeader(const detail::File& f) const {
+    std::array<std::byte, kStoreHeaderBytes> got{};
+    const std::size_t n = f.ReadAt(got, 0);
+    const auto want = Store::Header(base_);
+    const bool prefix = std::equal(got.begin(), got.begin() + n, want.begin());
+    const bool zeros = std::all_of(got.begin(), got.begin() + n, [](std::byte b) { return b == std::byte{0}; });
+    return prefix || zeros;
   }
 
   void OpenSealed() {

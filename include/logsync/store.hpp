@@ -108,13 +108,19 @@ inline const char* CheckFrame(std::span<const std::byte> frame, std::uint64_t ex
 /// concurrently with appends.
 class Store {
  public:
-  /// Creates a new, empty store (fails if the file exists).
-  static Store Create(const std::filesystem::path& path, std::uint64_t base) {
-    Store s(detail::File(path, O_RDWR | O_CREAT | O_EXCL), base);
+  /// The header a store of base offset `base` starts with.
+  static std::array<std::byte, kStoreHeaderBytes> Header(std::uint64_t base) noexcept {
     std::array<std::byte, kStoreHeaderBytes> h{};
     std::memcpy(h.data(), kStoreMagic.data(), kStoreMagic.size());
     h[6] = std::byte{kFormatVersion};
     detail::StoreLE<std::uint64_t>(h.data() + 8, base);
+    return h;
+  }
+
+  /// Creates a new, empty store (fails if the file exists).
+  static Store Create(const std::filesystem::path& path, std::uint64_t base) {
+    Store s(detail::File(path, O_RDWR | O_CREAT | O_EXCL), base);
+    const auto h = Header(base);
     try {
       s.file_.WriteAt(h, 0);
     } catch (...) {
