@@ -118,6 +118,7 @@ class Log {
       next_offset_.store(offset + 1, std::memory_order_release);
       sync = sync_.AfterAppend(1);
     }
+    ReleaseIfLarge(frame);
     if (sync) SyncThrough(offset + 1);
     return offset;
   }
@@ -178,6 +179,7 @@ class Log {
     if (!seg || offset >= seg->NextOffset()) throw OffsetOutOfRange(offset);
     thread_local std::vector<std::byte> buf;
     R r = codec_.Decode(seg->ReadFrame(offset, buf));
+    ReleaseIfLarge(buf);
     detail::SetOffset(r, offset);
     return r;
   }
@@ -410,6 +412,12 @@ class Log {
     out.resize(at + kFrameHeaderBytes + size);
     codec_.Encode(r, std::span(out).subspan(at + kFrameHeaderBytes, size));
     return static_cast<std::uint32_t>(size);
+  }
+
+  // Per-thread scratch buffers keep small capacities only, so one huge
+  // record does not pin its size in every thread that touched it.
+  static void ReleaseIfLarge(std::vector<std::byte>& scratch) noexcept {
+    if (scratch.capacity() > (1U << 20)) std::vector<std::byte>().swap(scratch);
   }
 
   void CheckOpen() const {
