@@ -723,3 +723,15 @@ BOOST_AUTO_TEST_CASE(foreign_file_with_a_segment_name_is_reported_not_deleted) {
   });
   BOOST_TEST(std::filesystem::file_size(dir / "00000000000000000000.store") == 34U);
 }
+
+BOOST_AUTO_TEST_CASE(directory_stays_locked_across_reset_and_is_free_after_remove) {
+  TempDir dir;
+  Log<> log(dir.path());
+  log.Append(Rec("a"));
+  log.Reset();
+  BOOST_CHECK_THROW(Log<> other(dir.path()), logsync::StateError);
+  log.Remove();
+  Log<> fresh(dir.path());
+  BOOST_TEST(fresh.Empty());
+  BOOST_CHECK_THROW(log.Reset(), logsync::StateError);  // a closed log stays closed
+}

@@ -252,33 +252,28 @@ class Log {
   /// throw StateError; calling Close again does nothing.
   void Close() {
     std::lock_guard lock(append_mu_);
-    if (syncer_.joinable()) {  // the syncer never takes append_mu_
-      syncer_.request_stop();
-      syncer_.join();
-    }
-    if (closed_.exchange(true)) return;
-    Segments segs;
-    {
-      std::unique_lock w(segments_mu_);
-      segs.swap(segments_);
-    }
-    lock_file_ = {};
-    if (!poisoned_.load() && !segs.empty()) segs.back()->Seal();
+    Shutdown([] {});
   }
 
   /// Closes the log and deletes its segment files and LOCK file; the
   /// directory goes too if nothing else is in it.
   void Remove() {
-    Close();
-    RemoveFiles();
+    std::lock_guard lock(append_mu_);
+    Shutdown([this] { RemoveFiles(/*lock_file=*/true); });
     std::error_code ec;
     std::filesystem::remove(dir_, ec);  // fails, harmlessly, if other files remain
   }
 
-  /// Removes every record and reopens empty at Config::segment.initial_offset.
+  /// Removes every record and reopens empty at Config::segment.initial_offset
+  /// (keeping the directory locked throughout).
   void Reset() {
-    Close();
-    RemoveFiles();
+    std::lock_guard lock(append_mu_);
+    bool reopen = false;
+    Shutdown([&] {
+      RemoveFiles(/*lock_file=*/false);
+      reopen = true;
+    }, /*keep_lock=*/true);
+    if (!reopen) CheckOpen();
     poisoned_ = false;
     Open();
     closed_ = false;
@@ -541,12 +536,14 @@ class Log {
     std::filesystem::create_directories(dir_, ec);
     if (ec) throw IoError(dir_, ec.value(), "create directory");
     for (const auto& p : created) detail::SyncDirectory(p.parent_path());
-    lock_file_ = detail::File(dir_ / "LOCK", O_RDWR | O_CREAT);
-    if (::flock(lock_file_.fd(), LOCK_EX | LOCK_NB) != 0) {
-      const int err = errno;
-      lock_file_ = {};
-      if (err == EWOULDBLOCK) throw StateError("logsync: " + dir_.string() + " is already open in another Log");
-      throw IoError(dir_ / "LOCK", err, "flock");
+    if (!lock_file_.IsOpen()) {  // Reset keeps it
+      lock_file_ = detail::File(dir_ / "LOCK", O_RDWR | O_CREAT);
+      if (::flock(lock_file_.fd(), LOCK_EX | LOCK_NB) != 0) {
+        const int err = errno;
+        lock_file_ = {};
+        if (err == EWOULDBLOCK) throw StateError("logsync: " + dir_.string() + " is already open in another Log");
+        throw IoError(dir_ / "LOCK", err, "flock");
+      }
     }
     std::vector<std::uint64_t> stores, indexes;
     std::filesystem::directory_iterator it(dir_, ec);
@@ -611,7 +608,33 @@ class Log {
 
   // Deletes the segment files oldest first, stores before indexes, so that
   // a crash part way leaves a log that opens (a suffix), then LOCK.
-  void RemoveFiles() {
+  // Stops the syncer, seals the active segment (unless poisoned), runs
+  // `then` while the directory is still locked, and releases the lock unless
+  // asked to keep it. Append lock held. Does nothing on a closed log.
+  template <class Then>
+  void Shutdown(Then then, bool keep_lock = false) {
+    if (syncer_.joinable()) {  // the syncer never takes append_mu_
+      syncer_.request_stop();
+      syncer_.join();
+    }
+    if (closed_.exchange(true)) return;
+    Segments segs;
+    {
+      std::unique_lock w(segments_mu_);
+      segs.swap(segments_);
+    }
+    try {
+      if (!poisoned_.load() && !segs.empty()) segs.back()->Seal();
+      segs.clear();
+      then();
+    } catch (...) {
+      lock_file_ = {};
+      throw;
+    }
+    if (!keep_lock) lock_file_ = {};
+  }
+
+  void RemoveFiles(bool lock_file) {
     std::error_code ec;
     std::vector<std::uint64_t> bases;
     for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
@@ -626,7 +649,7 @@ class Log {
       detail::RemoveFile(Segment::StorePath(dir_, b));
       detail::RemoveFile(Segment::IndexPath(dir_, b));
     }
-    detail::RemoveFile(dir_ / "LOCK");
+    if (lock_file) detail::RemoveFile(dir_ / "LOCK");
     detail::SyncDirectory(dir_);
   }
 
