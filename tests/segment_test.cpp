@@ -324,3 +324,23 @@ BOOST_AUTO_TEST_CASE(recovery_checks_frames_larger_than_its_read_chunk) {
   BOOST_TEST(s->Count() == 1U);
   BOOST_TEST(Get(*s, 100) == "small");
 }
+
+BOOST_AUTO_TEST_CASE(damaged_middle_entry_of_a_sealed_index_is_reported) {
+  TempDir dir;
+  Build(dir, 6);
+  const auto index = dir / "00000000000000000100.index";
+  std::string idx = test::ReadFile(index);
+  // A garbage length (4 GiB - 1) in entry 2; first and last entries intact,
+  // so the open-time check passes.
+  for (int b = 4; b < 8; ++b) idx[2 * kIndexEntryBytes + b] = '\xff';
+  test::WriteFile(index, idx);
+  auto s = Segment::Open(dir.path(), 100, Resolved(), false);
+  BOOST_TEST(s->Count() == 6U);
+  std::vector<std::byte> buf;
+  BOOST_CHECK_EXCEPTION(s->ReadFrame(102, buf), CorruptionError, [&](const CorruptionError& e) {
+    return e.path() == index && e.position() == 2 * kIndexEntryBytes;
+  });
+  BOOST_TEST(buf.capacity() < 4096U);  // no buffer sized from the garbage
+  BOOST_TEST(Get(*s, 101) == Payload(101));
+  BOOST_TEST(Get(*s, 105) == Payload(105));
+}

@@ -134,8 +134,20 @@ class Segment {
     index_->SetCount(n);
   }
 
-  /// Index entry of a published offset (the caller checked the range).
-  IndexEntry Entry(std::uint64_t offset) const noexcept { return index_->At(offset - base_); }
+  /// Index entry of a published offset (the caller checked the range),
+  /// checked against its neighbour: entries chain through the store, so a
+  /// damaged entry of a sealed index (whose middle is not verified at open)
+  /// is reported instead of sending a read to the wrong bytes or sizing a
+  /// buffer from a garbage length.
+  IndexEntry Entry(std::uint64_t offset) const {
+    const std::uint64_t i = offset - base_;
+    const IndexEntry e = index_->At(i);
+    const bool chained = i + 1 >= index_->Count() || e.End() == index_->At(i + 1).position;
+    if (e.relative != i || e.position < kStoreHeaderBytes || !chained)
+      throw CorruptionError(IndexFile(), i * kIndexEntryBytes,
+                            "index entry of offset " + std::to_string(offset) + " does not chain with its neighbours");
+    return e;
+  }
 
   /// Reads and checks the frame of a published offset into `buf`; returns
   /// the payload (a view into buf).
