@@ -6,6 +6,9 @@
 #include "support/temp_dir.hpp"
 
 #include <array>
+#include <csignal>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -735,3 +738,62 @@ BOOST_AUTO_TEST_CASE(directory_stays_locked_across_reset_and_is_free_after_remov
   BOOST_TEST(fresh.Empty());
   BOOST_CHECK_THROW(log.Reset(), logsync::StateError);  // a closed log stays closed
 }
+
+// --- process crash -----------------------------------------------------------
+
+namespace {
+
+// A child process appends until it is killed with SIGKILL, reporting each
+// acknowledged offset through a pipe; the parent reopens the log and checks
+// that every acknowledged record is there, intact, and that appends go on.
+template <class S>
+void KillNineRounds(int rounds) {
+  using L = Log<Record, logsync::DefaultCodec<Record>, S>;
+  TempDir dir;
+  Config c = Small(4096);
+  std::uint64_t acked_through = 0;  // every offset below it was acknowledged
+  for (int round = 0; round < rounds; ++round) {
+    int fds[2];
+    BOOST_REQUIRE(::pipe(fds) == 0);
+    const pid_t pid = ::fork();
+    BOOST_REQUIRE(pid >= 0);
+    if (pid == 0) {
+      ::close(fds[0]);
+      try {
+        L log(dir.path(), c);
+        for (;;) {
+          const std::uint64_t next = log.NextOffset();
+          const std::uint64_t off = log.Append(Rec(Value(next)));
+          if (off != next || ::write(fds[1], &off, sizeof off) != sizeof off) ::_exit(3);
+        }
+      } catch (...) {
+        ::_exit(2);
+      }
+    }
+    ::close(fds[1]);
+    const std::uint64_t want = 50 + static_cast<std::uint64_t>(round) * 37 % 300;  // vary the moment
+    std::uint64_t off = 0, seen = 0;
+    while (seen < want && ::read(fds[0], &off, sizeof off) == sizeof off) ++seen;
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    BOOST_TEST((WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL), "child ended otherwise: " << status);
+    while (::read(fds[0], &off, sizeof off) == sizeof off) ++seen;  // acks sent before it died
+    ::close(fds[0]);
+    BOOST_REQUIRE(seen > 0U);
+    acked_through = off + 1;
+
+    L log(dir.path(), c);
+    BOOST_TEST(log.NextOffset() >= acked_through, "round " << round);
+    for (std::uint64_t o = 0; o < acked_through; ++o) BOOST_TEST(log.Read(o).value == Value(o), "offset " << o);
+    std::uint64_t n = 0;
+    for (const Record& r : log.Scan(0)) BOOST_TEST(r.value == Value(n++));  // nothing past them is garbage
+    BOOST_TEST(n == log.NextOffset());
+  }
+  BOOST_TEST(acked_through > static_cast<std::uint64_t>(rounds));
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(kill_9_loses_no_acknowledged_record_sync_none) { KillNineRounds<logsync::sync::None>(10); }
+BOOST_AUTO_TEST_CASE(kill_9_loses_no_acknowledged_record_sync_always) { KillNineRounds<logsync::sync::Always>(5); }
