@@ -415,6 +415,35 @@ BOOST_AUTO_TEST_CASE(trivial_codec_records_get_their_offset) {
   BOOST_TEST(n == 40);
 }
 
+namespace {
+struct NoDefault {
+  explicit NoDefault(int v) : value(v) {}
+  int value;
+};
+struct NoDefaultCodec {
+  static std::size_t EncodedSize(const NoDefault&) { return sizeof(int); }
+  static void Encode(const NoDefault& r, std::span<std::byte> out) { std::memcpy(out.data(), &r.value, sizeof(int)); }
+  static NoDefault Decode(std::span<const std::byte> in) {
+    int v;
+    std::memcpy(&v, in.data(), sizeof v);
+    return NoDefault(v);
+  }
+};
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(records_without_a_default_constructor) {
+  TempDir dir;
+  Log<NoDefault, NoDefaultCodec> log(dir.path());
+  for (int i = 0; i < 5; ++i) log.Append(NoDefault(i * 10));
+  BOOST_TEST(log.Read(3).value == 30);
+  int expect = 0;
+  for (const NoDefault& r : log.Scan(0)) {
+    BOOST_TEST(r.value == expect);
+    expect += 10;
+  }
+  BOOST_TEST(expect == 50);
+}
+
 BOOST_AUTO_TEST_CASE(default_codec_of_a_trivial_type) {
   TempDir dir;
   Log<std::uint64_t> log(dir.path());  // DefaultCodec<uint64_t> is TrivialCodec

@@ -36,6 +36,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <span>
 #include <stop_token>
@@ -299,8 +300,8 @@ class Log {
       using iterator_category = std::input_iterator_tag;
 
       Iterator() = default;
-      const R& operator*() const noexcept { return current_; }
-      const R* operator->() const noexcept { return &current_; }
+      const R& operator*() const noexcept { return *current_; }
+      const R* operator->() const noexcept { return &*current_; }
       Iterator& operator++() {
         ++offset_;
         Load();
@@ -340,8 +341,8 @@ class Log {
         if (const char* why = detail::CheckFrame(frame, offset_))
           throw CorruptionError(seg.StoreFile(), e.position,
                                 std::string(why) + " (offset " + std::to_string(offset_) + ")");
-        current_ = range_->log_->codec_.Decode(frame.subspan(kFrameHeaderBytes));
-        detail::SetOffset(current_, offset_);
+        current_.emplace(range_->log_->codec_.Decode(frame.subspan(kFrameHeaderBytes)));
+        detail::SetOffset(*current_, offset_);
       }
 
       const ScanRange* range_ = nullptr;
@@ -349,7 +350,7 @@ class Log {
       std::size_t seg_ = 0;
       std::vector<std::byte> buf_;
       std::uint64_t buf_pos_ = 0, buf_len_ = 0;
-      R current_{};
+      std::optional<R> current_;  // R need not be default-constructible
       bool done_ = false;
     };
 
