@@ -83,6 +83,17 @@ BOOST_AUTO_TEST_CASE(trivial_codec_round_trip) {
   BOOST_TEST(TrivialCodec<Pod>::EncodedSize(p) == sizeof(Pod));
 }
 
+BOOST_AUTO_TEST_CASE(trivial_codec_needs_no_default_constructor) {
+  struct Pair {
+    explicit Pair(int a_, int b_) : a(a_), b(b_) {}
+    int a, b;
+  };
+  static_assert(!std::is_default_constructible_v<Pair>);
+  Pair back = RoundTrip(TrivialCodec<Pair>{}, Pair(3, -4));
+  BOOST_TEST(back.a == 3);
+  BOOST_TEST(back.b == -4);
+}
+
 BOOST_AUTO_TEST_CASE(trivial_codec_rejects_wrong_sizes) {
   std::vector<std::byte> short_buf(sizeof(Pod) - 1), long_buf(sizeof(Pod) + 1);
   BOOST_CHECK_THROW(TrivialCodec<Pod>::Decode(short_buf), std::length_error);

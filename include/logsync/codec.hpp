@@ -14,6 +14,8 @@
 
 #include <logsync/record.hpp>
 
+#include <array>
+#include <bit>
 #include <concepts>
 #include <cstddef>
 #include <cstring>
@@ -46,9 +48,9 @@ struct TrivialCodec {
     if (in.size() != sizeof(T))
       throw std::length_error("logsync::TrivialCodec: payload of " + std::to_string(in.size()) +
                               " bytes, expected " + std::to_string(sizeof(T)));
-    T r;
-    std::memcpy(&r, in.data(), sizeof(T));
-    return r;
+    std::array<std::byte, sizeof(T)> raw;
+    std::memcpy(raw.data(), in.data(), sizeof(T));
+    return std::bit_cast<T>(raw);  // T need not be default-constructible
   }
 };
 
