@@ -567,9 +567,9 @@ BOOST_AUTO_TEST_CASE(close_trims_the_index) {
   Log<> log(dir.path());
   const auto index = dir / "00000000000000000000.index";
   for (int i = 0; i < 5; ++i) log.Append(Rec("v"));
-  BOOST_TEST(std::filesystem::file_size(index) == logsync::kDefaultMaxIndexBytes);  // preallocated
+  BOOST_TEST(std::filesystem::file_size(index) == logsync::kIndexHeaderBytes + logsync::kDefaultMaxIndexBytes);  // preallocated
   log.Close();
-  BOOST_TEST(std::filesystem::file_size(index) == 5 * logsync::kIndexEntryBytes);
+  BOOST_TEST(std::filesystem::file_size(index) == logsync::kIndexHeaderBytes + 5 * logsync::kIndexEntryBytes);
 }
 
 BOOST_AUTO_TEST_CASE(gap_between_segments_is_reported) {
@@ -697,13 +697,16 @@ BOOST_AUTO_TEST_CASE(corrupt_record_is_reported_and_others_stay_readable) {
     BOOST_TEST(log.Read(3).value == "payload-3");
     BOOST_TEST(log.Read(5).value == "payload-5");
   }
-  // After an unclean shutdown (the active index still preallocated), the
-  // log ends at the first frame that does not hold.
-  std::filesystem::resize_file(dir / "00000000000000000000.index", logsync::kDefaultMaxIndexBytes);
+  // After an unclean shutdown (the active index still preallocated) the
+  // same: the frame was synced (the checkpoint vouches for it), so it is
+  // reported, never cut off with the good records after it.
+  std::filesystem::resize_file(dir / "00000000000000000000.index",
+                               logsync::kIndexHeaderBytes + logsync::kDefaultMaxIndexBytes);
   Log<> log(dir.path(), Small(4096));
-  BOOST_TEST(log.NextOffset() == 4U);
-  BOOST_TEST(log.Read(3).value == "payload-3");
-  BOOST_TEST(log.Append(Rec("next")) == 4U);
+  BOOST_TEST(log.NextOffset() == 10U);
+  BOOST_CHECK_THROW(log.Read(4), logsync::CorruptionError);
+  BOOST_TEST(log.Read(5).value == "payload-5");
+  BOOST_TEST(log.Append(Rec("next")) == 10U);
 }
 
 BOOST_AUTO_TEST_CASE(corrupt_record_in_sealed_segment_throws_on_read) {

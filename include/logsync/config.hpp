@@ -14,13 +14,15 @@ namespace logsync {
 inline constexpr std::uint64_t kStoreHeaderBytes = 16;
 inline constexpr std::uint64_t kFrameHeaderBytes = 16;
 inline constexpr std::uint64_t kIndexEntryBytes = 16;
+inline constexpr std::uint64_t kIndexHeaderBytes = 48;
 
 struct Config {
   struct Segment {
     /// Largest size of one .store file, header included. Default 1 GiB.
     std::uint64_t max_store_bytes = 0;
-    /// Size of one .index file (kIndexEntryBytes per record); bounds the
-    /// records per segment. Default 16 MiB (1,048,576 records).
+    /// Bytes of index entries per segment (kIndexEntryBytes per record; the
+    /// file adds a kIndexHeaderBytes header); bounds the records per
+    /// segment. Default 16 MiB (1,048,576 records).
     std::uint64_t max_index_bytes = 0;
     /// Offset of the first record of a new, empty log. Ignored when the
     /// directory already holds segments. Default 0.

@@ -3,15 +3,28 @@
 ///
 /// Entry i describes the record at offset base + i, so a lookup is one
 /// multiplication. The file is memory-mapped (Boost.Interprocess), grown to
-/// Config::segment.max_index_bytes while the segment is writable and trimmed
-/// to its entries when the segment is sealed or closed. The index is derived
-/// data: after a crash its length is not trusted, and the segment re-derives
-/// it from the store (see segment.hpp). All integers are little-endian; the
-/// format version is the store header's.
+/// hold Config::segment.max_index_bytes of entries while the segment is
+/// writable and trimmed to its entries when the segment is sealed or
+/// closed. The index is derived data: the store is the source of truth, and
+/// the segment checks the index against it on open (see segment.hpp). All
+/// integers are little-endian.
 ///
-///     index entry (kIndexEntryBytes = 16)
+///     index file: header, then entries
 ///     +--------+------+--------------------------------------------------+
 ///     | offset | size | field                                            |
+///     +--------+------+--------------------------------------------------+
+///     | 0      | 6    | magic "LGSIDX"                                   |
+///     | 6      | 1    | format version (1)                               |
+///     | 7      | 1    | flags (0; readers reject unknown bits)           |
+///     | 8      | 8    | base offset (u64), equal to the file name's      |
+///     | 16     | 8    | checkpoint: store bytes P known durable (u64)    |
+///     | 24     | 8    | checkpoint: records N in those bytes (u64)       |
+///     | 32     | 4    | CRC32C of bytes 8-31                             |
+///     | 36     | 12   | zero                                             |
+///     | 48     | ...  | entries, kIndexEntryBytes each                   |
+///     +--------+------+--------------------------------------------------+
+///
+///     index entry (kIndexEntryBytes = 16)
 ///     +--------+------+--------------------------------------------------+
 ///     | 0      | 4    | relative offset i = offset - base (u32)          |
 ///     | 4      | 4    | payload length of the frame (u32)                |
@@ -20,6 +33,13 @@
 ///
 /// A zero-filled entry never passes for a real one: entry 0 sits at
 /// position 16 (after the store header) and entry i > 0 has i != 0.
+///
+/// The checkpoint says "the store's first P bytes, the segment's first N
+/// records, had been fdatasync'd when this was written". It is written into
+/// the mapping after every store sync and is never synced itself: a stale
+/// checkpoint is an older claim that is still true (stores only grow), and
+/// a torn one fails its CRC and counts as none. Recovery after a crash
+/// verifies frames only past the checkpoint.
 
 #include <logsync/config.hpp>
 #include <logsync/detail/endian.hpp>
@@ -29,12 +49,19 @@
 #include <boost/interprocess/file_mapping.hpp>
 #include <boost/interprocess/mapped_region.hpp>
 
+#include <logsync/detail/crc32c.hpp>
+
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <cstring>
 #include <memory>
+#include <mutex>
+#include <optional>
+#include <string_view>
 
 namespace logsync {
 
@@ -48,17 +75,36 @@ struct IndexEntry {
   std::uint64_t End() const noexcept { return position + FrameBytes(); }
 };
 
+/// What an index checkpoint vouches for: the first `store_bytes` of the
+/// store, holding the first `records` records, were durable.
+struct IndexCheckpoint {
+  std::uint64_t store_bytes = kStoreHeaderBytes;
+  std::uint64_t records = 0;
+};
+
+inline constexpr std::string_view kIndexMagic = "LGSIDX";
+inline constexpr std::uint8_t kIndexFormatVersion = 1;
+
 /// The mapped `.index` file. Entries below Count() are immutable and may be
 /// read from any thread; one writer (the Log's append lock) writes entry
 /// Count() and then publishes it with SetCount.
 class Index {
  public:
-  /// Opens or creates the index at `path`. Writable: the file is grown to at
-  /// least `capacity_bytes`; read-only: mapped at its current size.
-  Index(std::filesystem::path path, std::uint64_t capacity_bytes, bool writable)
-      : file_(std::move(path), writable ? (O_RDWR | O_CREAT) : O_RDONLY), writable_(writable) {
+  /// Opens or creates the index of the segment at `base` at `path`.
+  /// Writable: the file is grown to hold at least `capacity_bytes` of
+  /// entries, and a missing or foreign header is replaced by a fresh one
+  /// (the entries it came with are then not trusted: EntriesOnDisk() is 0).
+  /// Read-only: mapped at its current size.
+  Index(std::filesystem::path path, std::uint64_t base, std::uint64_t capacity_bytes, bool writable)
+      : file_(std::move(path), writable ? (O_RDWR | O_CREAT) : O_RDONLY), base_offset_(base), writable_(writable) {
     file_bytes_ = file_.Size();
-    Map(writable ? std::max(capacity_bytes, file_bytes_) : file_bytes_);
+    ReadHeader();
+    const std::uint64_t entry_bytes = file_bytes_ > kIndexHeaderBytes ? file_bytes_ - kIndexHeaderBytes : 0;
+    Map(writable ? kIndexHeaderBytes + std::max(capacity_bytes, entry_bytes) : file_bytes_);
+    if (writable && !header_ok_) {
+      WriteHeader();
+      file_bytes_ = kIndexHeaderBytes;  // what followed a foreign header is not ours
+    }
     if (!writable) file_.Close();  // the mapping is all a read-only index needs
   }
 
@@ -67,13 +113,26 @@ class Index {
 
   const std::filesystem::path& path() const noexcept { return file_.path(); }
 
-  /// Entries the file held when it was opened (untrusted after a crash).
-  std::uint64_t EntriesOnDisk() const noexcept { return file_bytes_ / kIndexEntryBytes; }
-  /// Whether the file's length was an exact number of entries when opened.
-  bool WholeEntriesOnDisk() const noexcept { return file_bytes_ % kIndexEntryBytes == 0; }
+  /// Whether the file had a valid header for this segment when opened.
+  bool HeaderOk() const noexcept { return header_ok_; }
+  /// The checkpoint the file held when opened, if its header and CRC held.
+  const std::optional<IndexCheckpoint>& CheckpointOnDisk() const noexcept { return checkpoint_on_disk_; }
+
+  /// Entries the file held when it was opened (untrusted after a crash; 0
+  /// without a valid header).
+  std::uint64_t EntriesOnDisk() const noexcept {
+    return header_ok_ ? (file_bytes_ - kIndexHeaderBytes) / kIndexEntryBytes : 0;
+  }
+  /// Whether the file was a valid header and an exact number of entries
+  /// when opened.
+  bool WholeEntriesOnDisk() const noexcept {
+    return header_ok_ && (file_bytes_ - kIndexHeaderBytes) % kIndexEntryBytes == 0;
+  }
 
   /// Entries the mapping has room for.
-  std::uint64_t Capacity() const noexcept { return mapped_bytes_ / kIndexEntryBytes; }
+  std::uint64_t Capacity() const noexcept {
+    return mapped_bytes_ > kIndexHeaderBytes ? (mapped_bytes_ - kIndexHeaderBytes) / kIndexEntryBytes : 0;
+  }
 
   /// Published entries.
   std::uint64_t Count() const noexcept { return count_.load(std::memory_order_acquire); }
@@ -81,7 +140,7 @@ class Index {
   /// Entry i, which must be below Capacity() (and below Count() unless the
   /// caller is the writer or the recovery).
   IndexEntry At(std::uint64_t i) const noexcept {
-    const std::byte* p = base_ + i * kIndexEntryBytes;
+    const std::byte* p = base_ + kIndexHeaderBytes + i * kIndexEntryBytes;
     return {detail::LoadLE<std::uint32_t>(p), detail::LoadLE<std::uint32_t>(p + 4),
             detail::LoadLE<std::uint64_t>(p + 8)};
   }
@@ -95,7 +154,7 @@ class Index {
 
   /// Writes entry i (writer only; i < Capacity(), not yet published).
   void Put(std::uint64_t i, const IndexEntry& e) noexcept {
-    std::byte* p = base_ + i * kIndexEntryBytes;
+    std::byte* p = base_ + kIndexHeaderBytes + i * kIndexEntryBytes;
     detail::StoreLE<std::uint32_t>(p, e.relative);
     detail::StoreLE<std::uint32_t>(p + 4, e.length);
     detail::StoreLE<std::uint64_t>(p + 8, e.position);
@@ -109,13 +168,31 @@ class Index {
   void Reserve(std::uint64_t n) {
     if (n <= Capacity()) return;
     region_.reset();
-    Map(std::max(n, 2 * Capacity()) * kIndexEntryBytes);
+    Map(kIndexHeaderBytes + std::max(n, 2 * Capacity()) * kIndexEntryBytes);
   }
 
-  /// msync of the published entries.
+  /// Records in the mapping's header that the store's first `store_bytes`,
+  /// the segment's first `records` records, are durable. Any thread; an
+  /// older claim than the one recorded is ignored. Not synced (see the
+  /// file comment).
+  void WriteCheckpoint(std::uint64_t records, std::uint64_t store_bytes) noexcept {
+    std::lock_guard lock(checkpoint_mu_);
+    if (!rw_mapping_ || records < checkpoint_.records ||
+        (records == checkpoint_.records && store_bytes <= checkpoint_.store_bytes))
+      return;
+    checkpoint_ = {store_bytes, records};
+    std::array<std::byte, 24> c;  // bytes 16-39
+    detail::StoreLE<std::uint64_t>(c.data(), store_bytes);
+    detail::StoreLE<std::uint64_t>(c.data() + 8, records);
+    const std::uint32_t crc = detail::Crc32c(detail::Crc32c(0, base_ + 8, 8), c.data(), 16);
+    detail::StoreLE<std::uint32_t>(c.data() + 16, crc);
+    std::memcpy(base_ + 16, c.data(), c.size());
+  }
+
+  /// msync of the header and the published entries.
   void Sync() const {
-    if (!writable_ || Count() == 0) return;
-    if (detail::Sys().msync(region_->get_address(), Count() * kIndexEntryBytes, MS_SYNC) != 0)
+    if (!writable_) return;
+    if (detail::Sys().msync(region_->get_address(), kIndexHeaderBytes + Count() * kIndexEntryBytes, MS_SYNC) != 0)
       throw SyncError(path(), errno, "msync");
   }
 
@@ -124,7 +201,7 @@ class Index {
   void Trim() {
     if (!writable_) return;
     Sync();
-    file_.Resize(Count() * kIndexEntryBytes);
+    file_.Resize(kIndexHeaderBytes + Count() * kIndexEntryBytes);
     file_.FullSync();
     writable_ = false;
     file_.Close();
@@ -133,8 +210,35 @@ class Index {
   bool Writable() const noexcept { return writable_; }
 
  private:
+  // Whether the file starts with this segment's header, and its checkpoint.
+  void ReadHeader() {
+    if (file_bytes_ < kIndexHeaderBytes) return;
+    std::array<std::byte, kIndexHeaderBytes> h{};
+    if (file_.ReadAt(h, 0) != h.size()) return;
+    header_ok_ = std::memcmp(h.data(), kIndexMagic.data(), kIndexMagic.size()) == 0 &&
+                 static_cast<std::uint8_t>(h[6]) == kIndexFormatVersion && h[7] == std::byte{0} &&
+                 detail::LoadLE<std::uint64_t>(h.data() + 8) == base_offset_;
+    if (!header_ok_) return;
+    const std::uint32_t crc = detail::Crc32c(0, h.data() + 8, 24);
+    if (crc != detail::LoadLE<std::uint32_t>(h.data() + 32)) return;
+    IndexCheckpoint c{detail::LoadLE<std::uint64_t>(h.data() + 16), detail::LoadLE<std::uint64_t>(h.data() + 24)};
+    if (c.store_bytes < kStoreHeaderBytes) return;
+    checkpoint_on_disk_ = c;
+    checkpoint_ = c;
+  }
+
+  // A fresh header (with the empty checkpoint) in the mapping.
+  void WriteHeader() noexcept {
+    std::memset(base_, 0, kIndexHeaderBytes);
+    std::memcpy(base_, kIndexMagic.data(), kIndexMagic.size());
+    base_[6] = std::byte{kIndexFormatVersion};
+    detail::StoreLE<std::uint64_t>(base_ + 8, base_offset_);
+    checkpoint_ = {0, 0};  // so that the write below is not "older"
+    WriteCheckpoint(0, kStoreHeaderBytes);
+  }
+
   void Map(std::uint64_t bytes) {
-    bytes -= bytes % kIndexEntryBytes;
+    if (bytes > kIndexHeaderBytes) bytes -= (bytes - kIndexHeaderBytes) % kIndexEntryBytes;
     if (writable_ && file_.Size() < bytes) file_.Resize(bytes);
     mapped_bytes_ = bytes;
     base_ = nullptr;
@@ -148,10 +252,17 @@ class Index {
       throw IoError(path(), e.get_native_error() ? e.get_native_error() : EIO, "mmap");
     }
     base_ = static_cast<std::byte*>(region_->get_address());
+    rw_mapping_ = writable_;
   }
 
   detail::File file_;
+  std::uint64_t base_offset_;
   bool writable_;
+  bool header_ok_ = false;
+  bool rw_mapping_ = false;
+  std::optional<IndexCheckpoint> checkpoint_on_disk_;
+  std::mutex checkpoint_mu_;
+  IndexCheckpoint checkpoint_{0, 0};  // the newest written (guarded by checkpoint_mu_)
   std::uint64_t file_bytes_ = 0;
   std::uint64_t mapped_bytes_ = 0;
   std::unique_ptr<boost::interprocess::mapped_region> region_;

@@ -5,14 +5,18 @@
 /// sealed (read-only, index trimmed, synced). Opening one re-derives how many
 /// records it holds from the store:
 ///
-///  - a sealed segment is checked cheaply (the index's length is whole
-///    entries and its last entry ends exactly at the end of the store); when
+///  - a sealed segment is checked cheaply (a valid index header, whole
+///    entries, the last entry ends exactly at the end of the store); when
 ///    that fails its index is rebuilt from the store, and bytes after the
 ///    last whole frame are reported as CorruptionError;
-///  - the active segment trusts the prefix of index entries that agree with
-///    the store, then scans the store from there: every frame that holds is
-///    indexed, and the first that does not (torn, zero-filled, garbage) ends
-///    the segment; the tail after it is cut off.
+///  - the active segment is clean when its index is trimmed to exactly the
+///    records of its checkpoint, which end at the end of the store (what
+///    Close leaves): then nothing is read. Otherwise (a crash) the index
+///    entries up to the checkpoint that chain through the store are trusted,
+///    every frame after them is checked (offset, length, CRC) and indexed,
+///    and the first that does not hold (torn, zero-filled, garbage) ends the
+///    segment; the tail after it is cut off. The work is proportional to
+///    what was written after the last sync.
 
 #include <logsync/config.hpp>
 #include <logsync/detail/file.hpp>
@@ -77,7 +81,7 @@ class Segment {
     auto s = std::shared_ptr<Segment>(new Segment(dir, base, c));
     try {
       s->store_.emplace(Store::Create(StorePath(dir, base), base));
-      s->index_ = std::make_unique<Index>(IndexPath(dir, base), c.segment.max_index_bytes, true);
+      s->index_ = std::make_unique<Index>(IndexPath(dir, base), base, c.segment.max_index_bytes, true);
     } catch (...) {
       // Leave nothing half-made behind (a later roll creates the same names).
       if (s->store_) {
@@ -144,7 +148,7 @@ class Segment {
     const IndexEntry e = index_->At(i);
     const bool chained = i + 1 >= index_->Count() || e.End() == index_->At(i + 1).position;
     if (e.relative != i || e.position < kStoreHeaderBytes || !chained)
-      throw CorruptionError(IndexFile(), i * kIndexEntryBytes,
+      throw CorruptionError(IndexFile(), kIndexHeaderBytes + i * kIndexEntryBytes,
                             "index entry of offset " + std::to_string(offset) + " does not chain with its neighbours");
     return e;
   }
@@ -166,13 +170,16 @@ class Segment {
   std::size_t ReadStore(std::span<std::byte> out, std::uint64_t pos) const { return store_->ReadAt(out, pos); }
 
   /// Store bytes covered by published records (header included).
-  std::uint64_t CommittedBytes() const noexcept {
-    std::uint64_t n = Count();
-    return n == 0 ? kStoreHeaderBytes : index_->At(n - 1).End();
-  }
+  std::uint64_t CommittedBytes() const noexcept { return CommittedBytes(Count()); }
 
-  /// fdatasync of the store: every published record is durable.
-  void SyncStore() const { store_->Sync(); }
+  /// fdatasync of the store: every record published before the call is
+  /// durable; records it in the index's checkpoint. Any thread.
+  void SyncStore() const {
+    const std::uint64_t n = Count();
+    const std::uint64_t bytes = CommittedBytes(n);
+    store_->Sync();
+    index_->WriteCheckpoint(n, bytes);
+  }
 
   /// msync of the index's published entries.
   void SyncIndex() const { index_->Sync(); }
@@ -180,7 +187,7 @@ class Segment {
   /// Syncs, trims the index and makes the segment read-only. Readers may go on.
   void Seal() {
     if (Sealed()) return;
-    store_->Sync();
+    SyncStore();
     index_->Trim();
   }
 
@@ -196,8 +203,12 @@ class Segment {
   Segment(std::filesystem::path dir, std::uint64_t base, const Config& c)
       : dir_(std::move(dir)), base_(base), config_(c) {}
 
-  // The newest segment: trust the index entries the store confirms, then
-  // index every further frame that holds and cut off the rest.
+  // End of the first n records in the store.
+  std::uint64_t CommittedBytes(std::uint64_t n) const noexcept {
+    return n == 0 ? kStoreHeaderBytes : index_->At(n - 1).End();
+  }
+
+  // The newest segment: see the file comment.
   void OpenActive() {
     const auto store_path = StorePath(dir_, base_);
     {
@@ -206,25 +217,37 @@ class Segment {
         // Created but its header never fully written: nothing was in it.
         probe.Close();
         detail::RemoveFile(store_path);
+        detail::RemoveFile(IndexPath(dir_, base_));
         store_.emplace(Store::Create(store_path, base_));
         detail::SyncDirectory(dir_);
       }
     }
     if (!store_) store_.emplace(Store::Open(store_path, base_, true));
-    index_ = std::make_unique<Index>(IndexPath(dir_, base_), config_.segment.max_index_bytes, true);
-    std::uint64_t n = TrustedEntries();
-    std::uint64_t end = n == 0 ? kStoreHeaderBytes : index_->At(n - 1).End();
-    // A clean close leaves the index trimmed to exactly the entries that
-    // chain to the end of the store. Anything else is an unclean shutdown,
-    // after which an index entry may have reached the disk before the frame
-    // it points to: then every frame is checked again from the start.
-    const bool clean = index_->WholeEntriesOnDisk() && index_->EntriesOnDisk() == n && end == store_->Size();
-    if (!clean) {
-      n = 0;
-      end = kStoreHeaderBytes;
+    index_ = std::make_unique<Index>(IndexPath(dir_, base_), base_, config_.segment.max_index_bytes, true);
+    const std::uint64_t size = store_->Size();
+    std::uint64_t n = 0, end = kStoreHeaderBytes;
+    if (const auto& cp = index_->CheckpointOnDisk(); cp && cp->store_bytes <= size) {
+      const std::uint64_t k = cp->records;
+      // Clean: trimmed to the checkpoint's entries, which chain to the end
+      // of the store (a pass over the mapped entries; no store read).
+      const bool clean = index_->WholeEntriesOnDisk() && index_->EntriesOnDisk() == k && cp->store_bytes == size &&
+                         TrustedEntries(k) == k && CommittedBytes(k) == size;
+      if (clean) {
+        index_->SetCount(k);
+        return;
+      }
+      // After a crash: the entries the checkpoint vouches for, as far as
+      // they chain through the store (index pages need not have reached the
+      // disk), and only if they agree with the checkpoint.
+      n = TrustedEntries(k);
+      end = n == 0 ? kStoreHeaderBytes : index_->At(n - 1).End();
+      if (end > cp->store_bytes || (n == k && end != cp->store_bytes)) {
+        n = 0;
+        end = kStoreHeaderBytes;
+      }
     }
     end = ScanTail(n, end);
-    if (end < store_->Size()) store_->Truncate(end);
+    if (end < size) store_->Truncate(end);
   }
 
   // Whether a store shorter than its header holds what a torn creation
@@ -244,7 +267,7 @@ class Segment {
     const auto index_path = IndexPath(dir_, base_);
     std::error_code ec;
     if (std::filesystem::exists(index_path, ec)) {
-      index_ = std::make_unique<Index>(index_path, 0, false);
+      index_ = std::make_unique<Index>(index_path, base_, 0, false);
       const std::uint64_t n = index_->EntriesOnDisk();
       if (index_->WholeEntriesOnDisk() && n > 0 && Agrees(n - 1, index_->At(n - 1)) &&
           index_->At(n - 1).End() == store_->Size()) {
@@ -254,12 +277,13 @@ class Segment {
     }
     // The check failed: rebuild the index from the store.
     index_.reset();
-    index_ = std::make_unique<Index>(index_path, 0, true);
+    index_ = std::make_unique<Index>(index_path, base_, 0, true);
     std::uint64_t n = TrustedEntries();
     std::uint64_t end = n == 0 ? kStoreHeaderBytes : index_->At(n - 1).End();
     end = ScanTail(n, end);
     if (end != store_->Size())
       throw CorruptionError(StoreFile(), end, "sealed segment holds bytes that are not a valid frame");
+    index_->WriteCheckpoint(n, end);
     index_->Trim();
   }
 
@@ -268,9 +292,10 @@ class Segment {
     return e.relative == i && e.position >= kStoreHeaderBytes && e.End() <= store_->Size() && e.End() > e.position;
   }
 
-  // The longest prefix of on-disk index entries that chain through the store.
-  std::uint64_t TrustedEntries() const noexcept {
-    const std::uint64_t on_disk = std::min(index_->EntriesOnDisk(), index_->Capacity());
+  // The longest prefix (of at most `limit`) of on-disk index entries that
+  // chain through the store.
+  std::uint64_t TrustedEntries(std::uint64_t limit = ~0ULL) const noexcept {
+    const std::uint64_t on_disk = std::min({index_->EntriesOnDisk(), index_->Capacity(), limit});
     std::uint64_t expected = kStoreHeaderBytes, i = 0;
     for (; i < on_disk; ++i) {
       IndexEntry e = index_->At(i);
