@@ -4,6 +4,7 @@
 #include <logsync/segment.hpp>
 
 #include "support/frames.hpp"
+#include "support/syscalls.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace logsync;
@@ -273,6 +274,40 @@ BOOST_AUTO_TEST_CASE(flipped_header_bit_past_the_checkpoint_ends_the_segment) {
   auto s = Segment::Open(dir.path(), 100, Resolved(), true);
   CheckHolds(*s, 4);
   BOOST_TEST(std::filesystem::file_size(store) == at);  // the rest is cut off
+}
+
+BOOST_AUTO_TEST_CASE(recovery_reads_only_what_follows_the_checkpoint) {
+  TempDir dir;
+  std::uint64_t synced_bytes = 0;
+  {
+    auto s = Segment::Create(dir.path(), 100, Resolved());
+    for (std::uint64_t i = 0; i < 3000; ++i) Put(*s, Payload(100 + i));
+    s->SyncStore();
+    synced_bytes = s->CommittedBytes();
+    for (std::uint64_t i = 3000; i < 3003; ++i) Put(*s, Payload(100 + i));
+  }  // crash: no Seal
+  const auto store = dir / "00000000000000000100.store";
+  const std::uint64_t tail = std::filesystem::file_size(store) - synced_bytes;
+  {
+    test::SyscallHooks hooks;
+    auto s = Segment::Open(dir.path(), 100, Resolved(), true);
+    // The headers, then the three unsynced frames: not the 3000 before them.
+    BOOST_TEST(hooks.read_bytes.load() <= kStoreHeaderBytes + kIndexHeaderBytes + tail);
+    CheckHolds(*s, 3003);
+  }
+  // Without a checkpoint (its CRC broken) every frame is read again.
+  {
+    auto s = Segment::Open(dir.path(), 100, Resolved(), true);
+    for (std::uint64_t i = 3003; i < 3006; ++i) Put(*s, Payload(100 + i));
+  }  // crash again
+  const auto index = dir / "00000000000000000100.index";
+  std::string idx = test::ReadFile(index);
+  idx[20] = static_cast<char>(idx[20] ^ 1);
+  test::WriteFile(index, idx);
+  test::SyscallHooks hooks;
+  auto s = Segment::Open(dir.path(), 100, Resolved(), true);
+  BOOST_TEST(hooks.read_bytes.load() >= std::filesystem::file_size(store) - kStoreHeaderBytes);
+  CheckHolds(*s, 3006);
 }
 
 BOOST_AUTO_TEST_CASE(store_shorter_than_its_header) {

@@ -181,7 +181,7 @@ class Index {
         (records == checkpoint_.records && store_bytes <= checkpoint_.store_bytes))
       return;
     checkpoint_ = {store_bytes, records};
-    std::array<std::byte, 24> c;  // bytes 16-39
+    std::array<std::byte, 24> c{};  // bytes 16-39
     detail::StoreLE<std::uint64_t>(c.data(), store_bytes);
     detail::StoreLE<std::uint64_t>(c.data() + 8, records);
     const std::uint32_t crc = detail::Crc32c(detail::Crc32c(0, base_ + 8, 8), c.data(), 16);

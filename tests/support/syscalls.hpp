@@ -26,6 +26,12 @@ class SyscallHooks {
       h->Notify();
       return rc;
     };
+    s.pread = [](int fd, void* b, size_t n, off_t o) -> ssize_t {
+      auto* h = Current();
+      const ssize_t rc = h->saved_.pread(fd, b, n, o);
+      if (rc > 0) h->read_bytes += static_cast<std::uint64_t>(rc);
+      return rc;
+    };
     s.fdatasync = [](int fd) -> int {
       auto* h = Current();
       if (h->Fail(h->datasyncs, h->fail_sync_at, h->sync_errno)) return -1;
@@ -52,6 +58,8 @@ class SyscallHooks {
 
   // Calls made so far.
   std::atomic<std::uint64_t> writes{0}, datasyncs{0}, fsyncs{0}, msyncs{0};
+  // Bytes pread returned.
+  std::atomic<std::uint64_t> read_bytes{0};
   // 1-based number of the call to fail (0: never); every later call fails
   // too while `sticky` is set.
   std::atomic<std::uint64_t> fail_write_at{0}, fail_sync_at{0}, fail_fsync_at{0}, fail_msync_at{0};
