@@ -179,3 +179,27 @@ BOOST_AUTO_TEST_CASE(close_while_threads_use_the_log, *boost::unit_test::timeout
   Log<> again(dir.path(), SmallSegments());
   BOOST_TEST(again.NextOffset() == next);
 }
+
+BOOST_AUTO_TEST_CASE(verify_while_appending_and_rolling) {
+  TempDir dir;
+  Log<> log(dir.path(), SmallSegments());
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (int i = 0; i < 3000; ++i) log.Append(Record{0, Value(0, i)});
+    done = true;
+  });
+  int runs = 0;
+  while (!done.load() || runs == 0) {
+    const std::uint64_t before = log.NextOffset();
+    const auto r = log.Verify();
+    BOOST_TEST(r.Ok());
+    BOOST_TEST(r.records >= before);
+    ++runs;
+  }
+  writer.join();
+  const auto r = log.Verify();
+  BOOST_TEST(r.Ok());
+  BOOST_TEST(r.records == 3000U);
+  BOOST_TEST_MESSAGE(runs << " Verify runs during the appends");
+}
+

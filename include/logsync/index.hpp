@@ -203,11 +203,11 @@ class Index {
     Sync();
     file_.Resize(kIndexHeaderBytes + Count() * kIndexEntryBytes);
     file_.FullSync();
-    writable_ = false;
+    writable_.store(false, std::memory_order_release);
     file_.Close();
   }
 
-  bool Writable() const noexcept { return writable_; }
+  bool Writable() const noexcept { return writable_.load(std::memory_order_acquire); }
 
  private:
   // Whether the file starts with this segment's header, and its checkpoint.
@@ -257,7 +257,7 @@ class Index {
 
   detail::File file_;
   std::uint64_t base_offset_;
-  bool writable_;
+  std::atomic<bool> writable_;
   bool header_ok_ = false;
   bool rw_mapping_ = false;
   std::optional<IndexCheckpoint> checkpoint_on_disk_;

@@ -24,6 +24,7 @@
 #include <logsync/segment.hpp>
 #include <logsync/store.hpp>
 #include <logsync/sync.hpp>
+#include <logsync/verify.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -194,6 +195,21 @@ class Log {
     if (segments_.empty()) throw StateError("logsync: log " + dir_.string() + " is closed");
     const std::uint64_t end = next_offset_.load(std::memory_order_acquire);
     return ScanRange(this, segments_, std::max(from, segments_.front()->BaseOffset()), end);
+  }
+
+  /// Checks every frame and index entry of every segment (reading all of
+  /// the log) and reports what it found; for operators. Runs while appends
+  /// go on and checks the records appended before the call.
+  VerifyReport Verify() const {
+    Segments segs;
+    {
+      std::shared_lock lock(segments_mu_);
+      if (segments_.empty()) throw StateError("logsync: log " + dir_.string() + " is closed");
+      segs = segments_;
+    }
+    VerifyReport report;
+    for (const auto& seg : segs) seg->Verify(report);
+    return report;
   }
 
   /// Offset of the oldest record held (== NextOffset() when the log is empty).

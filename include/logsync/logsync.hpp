@@ -11,3 +11,4 @@
 #include <logsync/segment.hpp>
 #include <logsync/store.hpp>
 #include <logsync/sync.hpp>
+#include <logsync/verify.hpp>

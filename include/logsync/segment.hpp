@@ -23,6 +23,7 @@
 #include <logsync/error.hpp>
 #include <logsync/index.hpp>
 #include <logsync/store.hpp>
+#include <logsync/verify.hpp>
 
 #include <algorithm>
 #include <array>
@@ -191,6 +192,42 @@ class Segment {
     index_->Trim();
   }
 
+  /// Checks every published record: its frame (offset, length, CRC) and its
+  /// index entry; a sealed store must end with its last record. Adds what
+  /// it finds to `report`. Any thread, while appends go on.
+  void Verify(VerifyReport& report) const {
+    ++report.segments;
+    const bool sealed = Sealed();
+    const std::uint64_t n = Count();
+    const std::uint64_t end = sealed ? store_->Size() : CommittedBytes(n);
+    detail::FrameCursor cursor(*store_, kStoreHeaderBytes, end);
+    detail::FrameHeader h{};
+    for (std::uint64_t i = 0; i < n; ++i) {
+      const std::uint64_t pos = cursor.Position();
+      const IndexEntry e = index_->At(i);
+      if (const char* why = cursor.Next(base_ + i, h)) {
+        report.Add(StoreFile(), pos, std::string(why) + " (offset " + std::to_string(base_ + i) + ")");
+        // Go on at the next record's index entry, if it points further on.
+        const IndexEntry next = i + 1 < n ? index_->At(i + 1) : IndexEntry{};
+        if (i + 1 < n && next.position > pos && next.position < end) {
+          cursor.Seek(next.position);
+          continue;
+        }
+        if (i + 1 < n)
+          report.Add(StoreFile(), pos, "records " + std::to_string(base_ + i + 1) + " to " +
+                                           std::to_string(base_ + n - 1) + " could not be reached");
+        return;
+      }
+      if (e.relative != i || e.position != pos || e.length != h.length)
+        report.Add(IndexFile(), kIndexHeaderBytes + i * kIndexEntryBytes,
+                   "index entry of offset " + std::to_string(base_ + i) + " does not match its frame");
+      else
+        ++report.records, report.payload_bytes += h.length;
+    }
+    if (sealed && cursor.Position() != end)
+      report.Add(StoreFile(), cursor.Position(), "sealed store holds bytes after its last record");
+  }
+
   /// Deletes both files (store first: an index without its store is
   /// discarded on open). Open descriptors and mappings stay valid until the
   /// last holder of the segment lets go.
@@ -305,42 +342,15 @@ class Segment {
     return i;
   }
 
-  // Reads frames from `pos` (record n of the segment) and indexes each one
-  // that holds; returns the end of the last good frame. Reads the store in
-  // chunks and checksums payloads as they stream by, so a length field of
-  // garbage costs no more memory than a chunk.
+  // Checks frames from `pos` (record n of the segment) and indexes each one
+  // that holds; returns the end of the last good frame.
   std::uint64_t ScanTail(std::uint64_t n, std::uint64_t pos) {
-    constexpr std::uint64_t kChunk = 1 << 20;
-    const std::uint64_t size = store_->Size();
-    std::vector<std::byte> buf(static_cast<std::size_t>(std::min(kChunk, size > pos ? size - pos : 0)));
-    std::uint64_t buf_pos = pos, buf_len = 0;  // buf holds the store's bytes [buf_pos, buf_pos + buf_len)
-    auto fill = [&](std::uint64_t at) {
-      buf_pos = at;
-      buf_len = store_->ReadAt(std::span(buf).first(static_cast<std::size_t>(std::min(kChunk, size - at))), at);
-    };
-    while (pos + kFrameHeaderBytes <= size && n < (1ULL << 32)) {
-      if (pos + kFrameHeaderBytes > buf_pos + buf_len) fill(pos);
-      if (pos + kFrameHeaderBytes > buf_pos + buf_len) break;
-      std::array<std::byte, kFrameHeaderBytes> header;
-      std::memcpy(header.data(), buf.data() + (pos - buf_pos), header.size());
-      const detail::FrameHeader h = detail::ReadFrameHeader(header.data());
-      if (h.offset != base_ + n || h.length > size - pos - kFrameHeaderBytes) break;
-      std::uint32_t crc = 0;
-      std::uint64_t at = pos + kFrameHeaderBytes, left = h.length;
-      while (left > 0) {
-        if (at >= buf_pos + buf_len) {
-          fill(at);
-          if (buf_len == 0) break;
-        }
-        const std::uint64_t take = std::min(left, buf_pos + buf_len - at);
-        crc = detail::Crc32c(crc, buf.data() + (at - buf_pos), static_cast<std::size_t>(take));
-        at += take;
-        left -= take;
-      }
-      if (left > 0 || detail::FrameCrc(header.data(), crc) != h.crc) break;
+    detail::FrameCursor cursor(*store_, pos, store_->Size());
+    detail::FrameHeader h{};
+    while (n < (1ULL << 32) && cursor.Next(base_ + n, h) == nullptr) {
       index_->Reserve(n + 1);
       index_->Put(n, IndexEntry{static_cast<std::uint32_t>(n), h.length, pos});
-      pos += kFrameHeaderBytes + h.length;
+      pos = cursor.Position();
       ++n;
     }
     index_->SetCount(n);

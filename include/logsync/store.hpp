@@ -35,6 +35,7 @@
 #include <logsync/detail/file.hpp>
 #include <logsync/error.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -192,4 +193,63 @@ class Store {
   std::uint64_t size_ = 0;
 };
 
+namespace detail {
+
+/// Walks the frames of a store, from a position up to an end, checking each
+/// (offset, length, CRC). Reads in chunks and checksums payloads as they
+/// stream by, so a length field of garbage costs no more memory than a
+/// chunk, and a long run of small frames costs one read per chunk.
+class FrameCursor {
+ public:
+  FrameCursor(const Store& store, std::uint64_t pos, std::uint64_t end)
+      : store_(store), pos_(pos), end_(end), buf_(static_cast<std::size_t>(std::min(kChunk, end > pos ? end - pos : 0))) {}
+
+  std::uint64_t Position() const noexcept { return pos_; }
+  void Seek(std::uint64_t pos) noexcept { pos_ = pos; }
+
+  /// Checks the frame at Position(), which should hold record `offset`.
+  /// If it holds: fills `h`, moves past it and returns nullptr. Otherwise
+  /// returns why, and stays.
+  const char* Next(std::uint64_t offset, FrameHeader& h) {
+    if (pos_ + kFrameHeaderBytes > end_ || pos_ < kStoreHeaderBytes) return "frame header is cut short";
+    if (pos_ + kFrameHeaderBytes > buf_pos_ + buf_len_) Fill(pos_);
+    if (pos_ + kFrameHeaderBytes > buf_pos_ + buf_len_) return "frame header is cut short";
+    std::array<std::byte, kFrameHeaderBytes> header;
+    std::memcpy(header.data(), buf_.data() + (pos_ - buf_pos_), header.size());
+    h = ReadFrameHeader(header.data());
+    if (h.offset != offset) return "frame holds the wrong offset";
+    if (h.length > end_ - pos_ - kFrameHeaderBytes) return "frame runs past the end of the store";
+    std::uint32_t crc = 0;
+    std::uint64_t at = pos_ + kFrameHeaderBytes, left = h.length;
+    while (left > 0) {
+      if (at >= buf_pos_ + buf_len_) {
+        Fill(at);
+        if (buf_len_ == 0) return "frame runs past the end of the store";
+      }
+      const std::uint64_t take = std::min(left, buf_pos_ + buf_len_ - at);
+      crc = Crc32c(crc, buf_.data() + (at - buf_pos_), static_cast<std::size_t>(take));
+      at += take;
+      left -= take;
+    }
+    if (FrameCrc(header.data(), crc) != h.crc) return "checksum mismatch";
+    pos_ = at;
+    return nullptr;
+  }
+
+ private:
+  static constexpr std::uint64_t kChunk = 1 << 20;
+
+  void Fill(std::uint64_t at) {
+    buf_pos_ = at;
+    const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buf_.size(), end_ - at));
+    buf_len_ = store_.ReadAt(std::span(buf_).first(want), at);
+  }
+
+  const Store& store_;
+  std::uint64_t pos_, end_;
+  std::vector<std::byte> buf_;
+  std::uint64_t buf_pos_ = 0, buf_len_ = 0;  // buf_ holds the store's bytes [buf_pos_, buf_pos_ + buf_len_)
+};
+
+}  // namespace detail
 }  // namespace logsync
