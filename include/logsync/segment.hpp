@@ -249,15 +249,11 @@ class Segment {
   void OpenActive() {
     const auto store_path = StorePath(dir_, base_);
     {
+      // A header that never reached the disk whole (its store was never
+      // synced, so nothing in it was acknowledged as durable) is written
+      // again; the frames after it are then checked like any others.
       detail::File probe(store_path, O_RDWR);
-      if (probe.Size() < kStoreHeaderBytes && TornHeader(probe)) {
-        // Created but its header never fully written: nothing was in it.
-        probe.Close();
-        detail::RemoveFile(store_path);
-        detail::RemoveFile(IndexPath(dir_, base_));
-        store_.emplace(Store::Create(store_path, base_));
-        detail::SyncDirectory(dir_);
-      }
+      if (TornHeader(probe)) probe.WriteAt(Store::Header(base_), 0);
     }
     if (!store_) store_.emplace(Store::Open(store_path, base_, true));
     index_ = std::make_unique<Index>(IndexPath(dir_, base_), base_, config_.segment.max_index_bytes, true);
@@ -287,16 +283,19 @@ class Segment {
     if (end < size) store_->Truncate(end);
   }
 
-  // Whether a store shorter than its header holds what a torn creation
-  // leaves: a prefix of the header, or zeros. Anything else is not ours to
-  // replace (Store::Open then reports it).
+  // Whether a store's header is what a crash before its first sync leaves:
+  // all zeros, or a prefix of the right header followed by zeros (a file
+  // shorter than a header included). Any other bad header is not ours to
+  // rewrite (Store::Open reports it).
   bool TornHeader(const detail::File& f) const {
     std::array<std::byte, kStoreHeaderBytes> got{};
-    const std::size_t n = f.ReadAt(got, 0);
+    f.ReadAt(got, 0);  // a short file reads as zeros past its end
     const auto want = Store::Header(base_);
-    const bool prefix = std::equal(got.begin(), got.begin() + n, want.begin());
-    const bool zeros = std::all_of(got.begin(), got.begin() + n, [](std::byte b) { return b == std::byte{0}; });
-    return prefix || zeros;
+    if (got == want) return false;
+    std::size_t k = 0;
+    while (k < got.size() && got[k] == want[k]) ++k;
+    return std::all_of(got.begin() + static_cast<std::ptrdiff_t>(k), got.end(),
+                       [](std::byte b) { return b == std::byte{0}; });
   }
 
   void OpenSealed() {
