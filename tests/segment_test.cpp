@@ -291,8 +291,9 @@ BOOST_AUTO_TEST_CASE(recovery_reads_only_what_follows_the_checkpoint) {
   {
     test::SyscallHooks hooks;
     auto s = Segment::Open(dir.path(), 100, Resolved(), true);
-    // The headers, then the three unsynced frames: not the 3000 before them.
-    BOOST_TEST(hooks.read_bytes.load() <= kStoreHeaderBytes + kIndexHeaderBytes + tail);
+    // The headers (the store's twice), then the three unsynced frames: not
+    // the 3000 before them.
+    BOOST_TEST(hooks.read_bytes.load() <= 2 * kStoreHeaderBytes + kIndexHeaderBytes + tail);
     CheckHolds(*s, 3003);
   }
   // Without a checkpoint (its CRC broken) every frame is read again.
@@ -325,6 +326,22 @@ BOOST_AUTO_TEST_CASE(store_shorter_than_its_header) {
   BOOST_TEST(test::ReadFile(dir / "00000000000000000300.store") == "hello");
   test::WriteFile(dir / "00000000000000000400.store", std::string(9, '\0'));
   BOOST_TEST(Segment::Open(dir.path(), 400, Resolved(), true)->Empty());
+  // A header that never reached the disk, frames that did: the header is
+  // written again and the frames that hold are kept.
+  {
+    const std::string good = test::AsString(Store::Header(100));
+    std::string frames;
+    for (std::uint64_t o = 100; o < 103; ++o) {
+      const auto f = test::Frame(o, Payload(o));
+      frames.append(reinterpret_cast<const char*>(f.data()), f.size());
+    }
+    for (std::size_t k : {0, 3, 8}) {  // zeros, or a prefix of the header then zeros
+      std::string torn = good.substr(0, k) + std::string(kStoreHeaderBytes - k, '\0') + frames;
+      test::WriteFile(store, torn);
+      std::filesystem::remove(dir / "00000000000000000100.index");
+      CheckHolds(*Segment::Open(dir.path(), 100, Resolved(), true), 3);
+    }
+  }
   // A sealed segment may not be that short.
   test::WriteFile(dir / "00000000000000000900.store", "LG");
   BOOST_CHECK_THROW(Segment::Open(dir.path(), 900, Resolved(), false), CorruptionError);
