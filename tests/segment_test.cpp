@@ -311,6 +311,85 @@ BOOST_AUTO_TEST_CASE(recovery_reads_only_what_follows_the_checkpoint) {
   CheckHolds(*s, 3006);
 }
 
+BOOST_AUTO_TEST_CASE(a_checkpoint_beyond_what_recovery_finds_is_replaced) {
+  // An index whose checkpoint claims more than the store holds (not what a
+  // crash leaves, but what damage can): recovery keeps what holds, and the
+  // checkpoint it leaves must not make a later recovery cut off records
+  // appended since.
+  TempDir dir;
+  {
+    auto s = Segment::Create(dir.path(), 100, Resolved());
+    for (std::uint64_t i = 0; i < 2; ++i) Put(*s, Payload(100 + i));
+    s->SyncStore();
+  }  // crash
+  const auto index = dir / "00000000000000000100.index";
+  std::string x = test::ReadFile(index);
+  auto* p = reinterpret_cast<std::byte*>(x.data());
+  const std::uint64_t store_size = std::filesystem::file_size(dir / "00000000000000000100.store");
+  detail::StoreLE<std::uint64_t>(p + 16, store_size);  // the real end...
+  detail::StoreLE<std::uint64_t>(p + 24, 10);          // ...but ten records
+  detail::StoreLE<std::uint32_t>(p + 32, detail::Crc32c(0, p + 8, 24));
+  test::WriteFile(index, x);
+  {
+    auto s = Segment::Open(dir.path(), 100, Resolved(), true);
+    CheckHolds(*s, 2);
+    for (std::uint64_t i = 2; i < 5; ++i) Put(*s, Payload(100 + i));
+    s->SyncStore();
+  }  // crash again
+  {
+    // The checkpoint moved on with the sync (a stale claim of ten records
+    // would have kept it from ever moving).
+    Index idx(index, 100, 0, false);
+    BOOST_REQUIRE(idx.CheckpointOnDisk().has_value());
+    BOOST_TEST(idx.CheckpointOnDisk()->records == 5U);
+    BOOST_TEST(idx.CheckpointOnDisk()->store_bytes == std::filesystem::file_size(dir / "00000000000000000100.store"));
+  }
+  CheckHolds(*Segment::Open(dir.path(), 100, Resolved(), true), 5);
+}
+
+BOOST_AUTO_TEST_CASE(a_damaged_last_trusted_entry_does_not_cut_durable_records) {
+  // Five records synced; the index page holding entries 3-4 lost (zeros),
+  // and entry 2's length damaged: nothing after entry 2 confirms it, so its
+  // frame is checked, and the store rescanned rather than cut at 2's end.
+  TempDir dir;
+  {
+    auto s = Segment::Create(dir.path(), 100, Resolved());
+    for (std::uint64_t i = 0; i < 5; ++i) Put(*s, Payload(100 + i));
+    s->SyncStore();
+  }
+  const auto index = dir / "00000000000000000100.index";
+  std::string x = test::ReadFile(index);
+  std::fill(x.begin() + kIndexHeaderBytes + 3 * kIndexEntryBytes, x.begin() + kIndexHeaderBytes + 5 * kIndexEntryBytes,
+            '\0');
+  x[kIndexHeaderBytes + 2 * kIndexEntryBytes + 4] = static_cast<char>(x[kIndexHeaderBytes + 2 * kIndexEntryBytes + 4] - 3);
+  test::WriteFile(index, x);
+  CheckHolds(*Segment::Open(dir.path(), 100, Resolved(), true), 5);
+}
+
+BOOST_AUTO_TEST_CASE(a_damaged_frame_a_sync_covered_is_refused_not_cut) {
+  // Synced frames, index entries lost, a frame in the synced part damaged:
+  // the scan stops there, but cutting the store would drop the durable
+  // records after it. Open refuses and leaves the store as it is.
+  TempDir dir;
+  std::filesystem::path store;
+  {
+    auto s = Segment::Create(dir.path(), 100, Resolved());
+    for (std::uint64_t i = 0; i < 5; ++i) Put(*s, Payload(100 + i));
+    s->SyncStore();
+    store = s->StoreFile();
+  }
+  const auto index = dir / "00000000000000000100.index";
+  std::string x = test::ReadFile(index);
+  std::fill(x.begin() + kIndexHeaderBytes, x.begin() + kIndexHeaderBytes + 5 * kIndexEntryBytes, '\0');
+  test::WriteFile(index, x);
+  std::string bytes = test::ReadFile(store);
+  bytes[bytes.find(Payload(102))] ^= 0x10;
+  test::WriteFile(store, bytes);
+  BOOST_CHECK_EXCEPTION(Segment::Open(dir.path(), 100, Resolved(), true), CorruptionError,
+                        [&](const CorruptionError& e) { return e.path() == store; });
+  BOOST_TEST(test::ReadFile(store) == bytes);
+}
+
 BOOST_AUTO_TEST_CASE(store_shorter_than_its_header) {
   TempDir dir;
   Build(dir, 0);

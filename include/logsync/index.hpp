@@ -177,16 +177,16 @@ class Index {
   /// file comment).
   void WriteCheckpoint(std::uint64_t records, std::uint64_t store_bytes) noexcept {
     std::lock_guard lock(checkpoint_mu_);
-    if (!rw_mapping_ || records < checkpoint_.records ||
-        (records == checkpoint_.records && store_bytes <= checkpoint_.store_bytes))
+    if (records < checkpoint_.records || (records == checkpoint_.records && store_bytes <= checkpoint_.store_bytes))
       return;
-    checkpoint_ = {store_bytes, records};
-    std::array<std::byte, 24> c{};  // bytes 16-39
-    detail::StoreLE<std::uint64_t>(c.data(), store_bytes);
-    detail::StoreLE<std::uint64_t>(c.data() + 8, records);
-    const std::uint32_t crc = detail::Crc32c(detail::Crc32c(0, base_ + 8, 8), c.data(), 16);
-    detail::StoreLE<std::uint32_t>(c.data() + 16, crc);
-    std::memcpy(base_ + 16, c.data(), c.size());
+    StoreCheckpoint({store_bytes, records});
+  }
+
+  /// Replaces the checkpoint, older or not: recovery's verdict on what the
+  /// store holds durably replaces whatever claim the file came with.
+  void ResetCheckpoint(std::uint64_t records, std::uint64_t store_bytes) noexcept {
+    std::lock_guard lock(checkpoint_mu_);
+    StoreCheckpoint({store_bytes, records});
   }
 
   /// msync of the header and the published entries.
@@ -227,14 +227,25 @@ class Index {
     checkpoint_ = c;
   }
 
+  // Writes the checkpoint into the mapping (checkpoint_mu_ held).
+  void StoreCheckpoint(const IndexCheckpoint& c) noexcept {
+    if (!rw_mapping_) return;
+    checkpoint_ = c;
+    std::array<std::byte, 24> b{};  // bytes 16-39
+    detail::StoreLE<std::uint64_t>(b.data(), c.store_bytes);
+    detail::StoreLE<std::uint64_t>(b.data() + 8, c.records);
+    const std::uint32_t crc = detail::Crc32c(detail::Crc32c(0, base_ + 8, 8), b.data(), 16);
+    detail::StoreLE<std::uint32_t>(b.data() + 16, crc);
+    std::memcpy(base_ + 16, b.data(), b.size());
+  }
+
   // A fresh header (with the empty checkpoint) in the mapping.
   void WriteHeader() noexcept {
     std::memset(base_, 0, kIndexHeaderBytes);
     std::memcpy(base_, kIndexMagic.data(), kIndexMagic.size());
     base_[6] = std::byte{kIndexFormatVersion};
     detail::StoreLE<std::uint64_t>(base_ + 8, base_offset_);
-    checkpoint_ = {0, 0};  // so that the write below is not "older"
-    WriteCheckpoint(0, kStoreHeaderBytes);
+    ResetCheckpoint(0, kStoreHeaderBytes);
   }
 
   void Map(std::uint64_t bytes) {

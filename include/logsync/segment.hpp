@@ -259,7 +259,9 @@ class Segment {
     index_ = std::make_unique<Index>(IndexPath(dir_, base_), base_, config_.segment.max_index_bytes, true);
     const std::uint64_t size = store_->Size();
     std::uint64_t n = 0, end = kStoreHeaderBytes;
-    if (const auto& cp = index_->CheckpointOnDisk(); cp && cp->store_bytes <= size) {
+    const auto cp = index_->CheckpointOnDisk();
+    const bool vouched = cp && cp->store_bytes <= size;  // a checkpoint that can be true
+    if (vouched) {
       const std::uint64_t k = cp->records;
       // Clean: trimmed to the checkpoint's entries, which chain to the end
       // of the store (a pass over the mapped entries; no store read).
@@ -271,16 +273,56 @@ class Segment {
       }
       // After a crash: the entries the checkpoint vouches for, as far as
       // they chain through the store (index pages need not have reached the
-      // disk), and only if they agree with the checkpoint.
+      // disk), if they agree with the checkpoint. When the chain stops
+      // short of it, the last trusted entry's frame is checked too: nothing
+      // after it confirms its length.
       n = TrustedEntries(k);
-      end = n == 0 ? kStoreHeaderBytes : index_->At(n - 1).End();
-      if (end > cp->store_bytes || (n == k && end != cp->store_bytes)) {
+      end = CommittedBytes(n);
+      if (end > cp->store_bytes || (n == k && end != cp->store_bytes) || (n > 0 && n < k && !FrameHolds(n - 1))) {
         n = 0;
         end = kStoreHeaderBytes;
       }
     }
     end = ScanTail(n, end);
+    // A frame a sync covered that does not hold is damage, not a torn
+    // tail: cutting it off would drop durable records after it.
+    if (vouched && end < cp->store_bytes)
+      throw CorruptionError(StoreFile(), end,
+                            "frame of offset " + std::to_string(NextOffset()) +
+                                " does not hold, but a sync covered it (the index checkpoint says the store was "
+                                "durable through byte " +
+                                std::to_string(cp->store_bytes) + "); the store is left as it is");
     if (end < size) store_->Truncate(end);
+    // The checkpoint now says what recovery found durable, and nothing more.
+    const std::uint64_t at = vouched ? RecordsEndingAt(cp->store_bytes) : kNoRecordCount;
+    if (at != kNoRecordCount)
+      index_->ResetCheckpoint(at, cp->store_bytes);
+    else
+      index_->ResetCheckpoint(0, kStoreHeaderBytes);
+  }
+
+  static constexpr std::uint64_t kNoRecordCount = ~0ULL;
+
+  // How many published records end exactly at store position `pos`, or
+  // kNoRecordCount if no record boundary is there.
+  std::uint64_t RecordsEndingAt(std::uint64_t pos) const noexcept {
+    std::uint64_t lo = 0, hi = Count();  // find the count c with CommittedBytes(c) == pos
+    while (lo < hi) {
+      const std::uint64_t mid = lo + (hi - lo + 1) / 2;
+      if (CommittedBytes(mid) <= pos)
+        lo = mid;
+      else
+        hi = mid - 1;
+    }
+    return CommittedBytes(lo) == pos ? lo : kNoRecordCount;
+  }
+
+  // Whether the frame of index entry i holds and matches the entry.
+  bool FrameHolds(std::uint64_t i) const {
+    const IndexEntry e = index_->At(i);
+    detail::FrameCursor cursor(*store_, e.position, e.End());
+    detail::FrameHeader h{};
+    return cursor.Next(base_ + i, h) == nullptr && h.length == e.length;
   }
 
   // Whether a store's header is what a crash before its first sync leaves:
@@ -319,7 +361,7 @@ class Segment {
     end = ScanTail(n, end);
     if (end != store_->Size())
       throw CorruptionError(StoreFile(), end, "sealed segment holds bytes that are not a valid frame");
-    index_->WriteCheckpoint(n, end);
+    index_->ResetCheckpoint(n, end);
     index_->Trim();
   }
 
