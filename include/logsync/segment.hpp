@@ -83,6 +83,7 @@ class Segment {
     try {
       s->store_.emplace(Store::Create(StorePath(dir, base), base));
       s->index_ = std::make_unique<Index>(IndexPath(dir, base), base, c.segment.max_index_bytes, true);
+      s->MapStore(true);
     } catch (...) {
       // Leave nothing half-made behind (a later roll creates the same names).
       if (s->store_) {
@@ -104,6 +105,7 @@ class Segment {
       s->OpenActive();
     else
       s->OpenSealed();
+    s->MapStore(active);
     return s;
   }
 
@@ -154,21 +156,33 @@ class Segment {
     return e;
   }
 
+  /// The checked frame of a published offset: its payload, a view into the
+  /// store's mapping, valid while this segment is alive (the Log keeps
+  /// segments alive while a Scan or Reader uses them).
+  std::span<const std::byte> Payload(std::uint64_t offset) const {
+    const IndexEntry e = Entry(offset);
+    if (e.End() > store_->MappedBytes())
+      throw CorruptionError(StoreFile(), e.position, "frame of offset " + std::to_string(offset) +
+                                                         " runs past the end of the store");
+    const auto frame = store_->View(e.position, e.FrameBytes());
+    if (const char* why = detail::CheckFrame(frame, offset))
+      throw CorruptionError(StoreFile(), e.position, std::string(why) + " (offset " + std::to_string(offset) + ")");
+    return frame.subspan(kFrameHeaderBytes);
+  }
+
   /// Reads and checks the frame of a published offset into `buf`; returns
   /// the payload (a view into buf).
   std::span<const std::byte> ReadFrame(std::uint64_t offset, std::vector<std::byte>& buf) const {
-    IndexEntry e = Entry(offset);
-    buf.resize(e.FrameBytes());
-    if (store_->ReadAt(buf, e.position) != buf.size())
-      throw CorruptionError(StoreFile(), e.position, "frame of offset " + std::to_string(offset) +
-                                                         " runs past the end of the store");
-    if (const char* why = detail::CheckFrame(buf, offset))
-      throw CorruptionError(StoreFile(), e.position, std::string(why) + " (offset " + std::to_string(offset) + ")");
-    return std::span<const std::byte>(buf).subspan(kFrameHeaderBytes);
+    const auto payload = Payload(offset);
+    buf.assign(payload.begin(), payload.end());
+    return buf;
   }
 
-  /// Raw store bytes (for the log's byte stream and scans).
-  std::size_t ReadStore(std::span<std::byte> out, std::uint64_t pos) const { return store_->ReadAt(out, pos); }
+  /// Store bytes [pos, pos + out.size()), which must be below CommittedBytes().
+  void ReadStore(std::span<std::byte> out, std::uint64_t pos) const {
+    const auto v = store_->View(pos, out.size());
+    std::copy(v.begin(), v.end(), out.begin());
+  }
 
   /// Store bytes covered by published records (header included).
   std::uint64_t CommittedBytes() const noexcept { return CommittedBytes(Count()); }
@@ -239,6 +253,11 @@ class Segment {
  private:
   Segment(std::filesystem::path dir, std::uint64_t base, const Config& c)
       : dir_(std::move(dir)), base_(base), config_(c) {}
+
+  // Maps the store for reads: an active one as far as it may grow.
+  void MapStore(bool active) {
+    store_->MapForReads(active ? std::max(config_.segment.max_store_bytes, store_->Size()) : store_->Size());
+  }
 
   // End of the first n records in the store.
   std::uint64_t CommittedBytes(std::uint64_t n) const noexcept {

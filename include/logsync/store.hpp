@@ -35,12 +35,16 @@
 #include <logsync/detail/file.hpp>
 #include <logsync/error.hpp>
 
+#include <boost/interprocess/file_mapping.hpp>
+#include <boost/interprocess/mapped_region.hpp>
+
 #include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -106,7 +110,9 @@ inline const char* CheckFrame(std::span<const std::byte> frame, std::uint64_t ex
 
 /// The `.store` file of one segment. One writer at a time (the Log's append
 /// lock); reads of positions the caller learned from the index may run
-/// concurrently with appends.
+/// concurrently with appends. Reads of records go through a read-only
+/// memory map of the file (no system call per read; Linux keeps it coherent
+/// with the writes); recovery reads with pread.
 class Store {
  public:
   /// The header a store of base offset `base` starts with.
@@ -176,6 +182,31 @@ class Store {
   /// Reads up to out.size() bytes at `pos`; returns how many.
   std::size_t ReadAt(std::span<std::byte> out, std::uint64_t pos) const { return file_.ReadAt(out, pos); }
 
+  /// Maps the first `bytes` of the file for View (address space only: the
+  /// file may be shorter, and grows into it). Not while readers use View.
+  void MapForReads(std::uint64_t bytes) {
+    namespace bip = boost::interprocess;
+    region_.reset();
+    mapped_bytes_ = 0;
+    if (bytes == 0) return;
+    try {
+      bip::file_mapping mapping(path().c_str(), bip::read_only);
+      region_ = std::make_unique<bip::mapped_region>(mapping, bip::read_only, 0, static_cast<std::size_t>(bytes));
+    } catch (const bip::interprocess_exception& e) {
+      throw IoError(path(), e.get_native_error() ? e.get_native_error() : EIO, "mmap");
+    }
+    mapped_bytes_ = bytes;
+  }
+
+  /// Bytes View can reach.
+  std::uint64_t MappedBytes() const noexcept { return mapped_bytes_; }
+
+  /// The `len` bytes at `pos`, in the mapping. The caller knows they were
+  /// written (below what the index published) and are below MappedBytes().
+  std::span<const std::byte> View(std::uint64_t pos, std::uint64_t len) const noexcept {
+    return {static_cast<const std::byte*>(region_->get_address()) + pos, static_cast<std::size_t>(len)};
+  }
+
   /// Cuts the file to `size` bytes (recovery of a torn tail).
   void Truncate(std::uint64_t size) {
     file_.Resize(size);
@@ -191,6 +222,8 @@ class Store {
   detail::File file_;
   std::uint64_t base_ = 0;
   std::uint64_t size_ = 0;
+  std::unique_ptr<boost::interprocess::mapped_region> region_;
+  std::uint64_t mapped_bytes_ = 0;
 };
 
 namespace detail {
