@@ -202,7 +202,10 @@ class Segment {
   /// Syncs, trims the index and makes the segment read-only. Readers may go on.
   void Seal() {
     if (Sealed()) return;
-    SyncStore();
+    const std::uint64_t n = Count();
+    const std::uint64_t bytes = CommittedBytes(n);
+    store_->Trim();  // cut what was allocated ahead; fsync
+    index_->WriteCheckpoint(n, bytes);
     index_->Trim();
   }
 
@@ -254,9 +257,15 @@ class Segment {
   Segment(std::filesystem::path dir, std::uint64_t base, const Config& c)
       : dir_(std::move(dir)), base_(base), config_(c) {}
 
-  // Maps the store for reads: an active one as far as it may grow.
+  // Maps the store: an active one writable, as far as it may grow, with the
+  // file allocated ahead of the records by up to a sixteenth of a segment
+  // (at most 8 MiB); a sealed one read-only.
   void MapStore(bool active) {
-    store_->MapForReads(active ? std::max(config_.segment.max_store_bytes, store_->Size()) : store_->Size());
+    const std::uint64_t max = config_.segment.max_store_bytes;
+    if (active)
+      store_->Map(std::max(max, store_->Size()), std::clamp<std::uint64_t>(max / 16, 1, 8ULL << 20));
+    else
+      store_->Map(store_->Size());
   }
 
   // End of the first n records in the store.

@@ -126,7 +126,7 @@ class Store {
 
   /// Creates a new, empty store (fails if the file exists).
   static Store Create(const std::filesystem::path& path, std::uint64_t base) {
-    Store s(detail::File(path, O_RDWR | O_CREAT | O_EXCL), base);
+    Store s(detail::File(path, O_RDWR | O_CREAT | O_EXCL), base, true);
     const auto h = Header(base);
     try {
       s.file_.WriteAt(h, 0);
@@ -134,15 +134,15 @@ class Store {
       detail::RemoveFile(path);  // this call created it: leave no headerless store behind
       throw;
     }
-    s.size_ = kStoreHeaderBytes;
+    s.size_ = s.allocated_ = kStoreHeaderBytes;
     return s;
   }
 
   /// Opens an existing store and checks its header. Its size is the file's
   /// size: what of it holds is for the segment's recovery to decide.
   static Store Open(const std::filesystem::path& path, std::uint64_t base, bool writable) {
-    Store s(detail::File(path, writable ? O_RDWR : O_RDONLY), base);
-    s.size_ = s.file_.Size();
+    Store s(detail::File(path, writable ? O_RDWR : O_RDONLY), base, writable);
+    s.size_ = s.allocated_ = s.file_.Size();
     std::array<std::byte, kStoreHeaderBytes> h{};
     if (s.file_.ReadAt(h, 0) != h.size()) throw CorruptionError(path, 0, "store header is cut short");
     if (std::memcmp(h.data(), kStoreMagic.data(), kStoreMagic.size()) != 0)
@@ -159,13 +159,24 @@ class Store {
   std::uint64_t base() const noexcept { return base_; }
   const std::filesystem::path& path() const noexcept { return file_.path(); }
 
-  /// Bytes in the file as far as the writer knows (header included).
+  /// Bytes of records in the file as far as the writer knows (header
+  /// included); the file itself may be longer (allocated ahead).
   std::uint64_t Size() const noexcept { return size_; }
 
-  /// Appends whole frames; returns the position of the first. On a failed
-  /// write the file is cut back, so no partial frame stays behind.
+  /// Appends whole frames; returns the position of the first. The bytes are
+  /// copied into the shared mapping (they are in the page cache at once, as
+  /// a write() would leave them), after the file has been allocated that far
+  /// (posix_fallocate, so running out of space is an IoError here and never
+  /// a fault on the mapping). Without a writable mapping, one pwrite; on a
+  /// failed write the file is cut back, so no partial frame stays behind.
   std::uint64_t Append(std::span<const std::byte> frames) {
     const std::uint64_t pos = size_;
+    if (writable_map_ && pos + frames.size() <= mapped_bytes_) {
+      if (pos + frames.size() > allocated_) Allocate(pos + frames.size());
+      std::memcpy(static_cast<std::byte*>(region_->get_address()) + pos, frames.data(), frames.size());
+      size_ += frames.size();
+      return pos;
+    }
     try {
       file_.WriteAt(frames, pos);
     } catch (...) {
@@ -176,26 +187,34 @@ class Store {
       throw;
     }
     size_ += frames.size();
+    allocated_ = std::max(allocated_, size_);
     return pos;
   }
 
   /// Reads up to out.size() bytes at `pos`; returns how many.
   std::size_t ReadAt(std::span<std::byte> out, std::uint64_t pos) const { return file_.ReadAt(out, pos); }
 
-  /// Maps the first `bytes` of the file for View (address space only: the
-  /// file may be shorter, and grows into it). Not while readers use View.
-  void MapForReads(std::uint64_t bytes) {
+  /// Maps the first `bytes` of the file (address space only: the file may
+  /// be shorter, and grows into it), writable if the store was opened so
+  /// and `grow` (the most the file is allocated ahead of its records) is
+  /// not zero. Not while readers use View.
+  void Map(std::uint64_t bytes, std::uint64_t grow = 0) {
     namespace bip = boost::interprocess;
     region_.reset();
     mapped_bytes_ = 0;
+    writable_map_ = false;
     if (bytes == 0) return;
+    const bool rw = writable_ && grow > 0;
+    const auto mode = rw ? bip::read_write : bip::read_only;
     try {
-      bip::file_mapping mapping(path().c_str(), bip::read_only);
-      region_ = std::make_unique<bip::mapped_region>(mapping, bip::read_only, 0, static_cast<std::size_t>(bytes));
+      bip::file_mapping mapping(path().c_str(), mode);
+      region_ = std::make_unique<bip::mapped_region>(mapping, mode, 0, static_cast<std::size_t>(bytes));
     } catch (const bip::interprocess_exception& e) {
       throw IoError(path(), e.get_native_error() ? e.get_native_error() : EIO, "mmap");
     }
     mapped_bytes_ = bytes;
+    writable_map_ = rw;
+    grow_ = grow;
   }
 
   /// Bytes View can reach.
@@ -207,23 +226,46 @@ class Store {
     return {static_cast<const std::byte*>(region_->get_address()) + pos, static_cast<std::size_t>(len)};
   }
 
+  /// Cuts the file to its records (what Append allocated ahead goes) and
+  /// fsyncs it, size included: what sealing a segment and a clean close do.
+  void Trim() {
+    if (allocated_ > size_) {
+      file_.Resize(size_);
+      allocated_ = size_;
+    }
+    file_.FullSync();
+  }
+
   /// Cuts the file to `size` bytes (recovery of a torn tail).
   void Truncate(std::uint64_t size) {
     file_.Resize(size);
     size_ = size;
+    allocated_ = size;
   }
 
   /// fdatasync: every frame appended so far is on stable storage.
   void Sync() const { file_.DataSync(); }
 
  private:
-  Store(detail::File f, std::uint64_t base) : file_(std::move(f)), base_(base) {}
+  Store(detail::File f, std::uint64_t base, bool writable) : file_(std::move(f)), base_(base), writable_(writable) {}
+
+  // Allocates the file through `end`, and up to grow_ bytes beyond it (never
+  // past the mapping), so that most appends need no system call.
+  void Allocate(std::uint64_t end) {
+    const std::uint64_t target = std::min(mapped_bytes_, std::max(end, allocated_ + grow_));
+    file_.Allocate(allocated_, target - allocated_);
+    allocated_ = target;
+  }
 
   detail::File file_;
   std::uint64_t base_ = 0;
-  std::uint64_t size_ = 0;
+  bool writable_ = false;
+  std::uint64_t size_ = 0;       // bytes of records (and header)
+  std::uint64_t allocated_ = 0;  // bytes of the file
   std::unique_ptr<boost::interprocess::mapped_region> region_;
   std::uint64_t mapped_bytes_ = 0;
+  bool writable_map_ = false;
+  std::uint64_t grow_ = 0;
 };
 
 namespace detail {
@@ -234,8 +276,12 @@ namespace detail {
 /// chunk, and a long run of small frames costs one read per chunk.
 class FrameCursor {
  public:
-  FrameCursor(const Store& store, std::uint64_t pos, std::uint64_t end)
-      : store_(store), pos_(pos), end_(end), buf_(static_cast<std::size_t>(std::min(kChunk, end > pos ? end - pos : 0))) {}
+  /// The first read-ahead: later ones double, up to 1 MiB. After a crash
+  /// the store is often allocated far past its last record (zeros): the
+  /// scan then reads little more than the tail.
+  static constexpr std::uint64_t kFirstChunk = 64 << 10;
+
+  FrameCursor(const Store& store, std::uint64_t pos, std::uint64_t end) : store_(store), pos_(pos), end_(end) {}
 
   std::uint64_t Position() const noexcept { return pos_; }
   void Seek(std::uint64_t pos) noexcept { pos_ = pos; }
@@ -270,18 +316,20 @@ class FrameCursor {
   }
 
  private:
-  static constexpr std::uint64_t kChunk = 1 << 20;
+  static constexpr std::uint64_t kMaxChunk = 1 << 20;
 
   void Fill(std::uint64_t at) {
+    buf_.resize(static_cast<std::size_t>(std::min(chunk_, end_ > at ? end_ - at : 0)));
+    chunk_ = std::min(2 * chunk_, kMaxChunk);
     buf_pos_ = at;
-    const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buf_.size(), end_ - at));
-    buf_len_ = store_.ReadAt(std::span(buf_).first(want), at);
+    buf_len_ = store_.ReadAt(buf_, at);
   }
 
   const Store& store_;
   std::uint64_t pos_, end_;
   std::vector<std::byte> buf_;
   std::uint64_t buf_pos_ = 0, buf_len_ = 0;  // buf_ holds the store's bytes [buf_pos_, buf_pos_ + buf_len_)
+  std::uint64_t chunk_ = kFirstChunk;       // the next read-ahead
 };
 
 }  // namespace detail

@@ -12,8 +12,12 @@
 //    created since then are lost on a crash, files removed since then come
 //    back with their durable content).
 //
-// Before every call that changes or syncs a file (write, truncate, fsync,
-// fdatasync, msync, unlink) it records a crash image: what the directory
+// Records reach a store by a copy into its shared mapping, which no call
+// announces: the model reads a file's current bytes (the page cache, where
+// those copies are) when it is synced, and at every crash point.
+//
+// Before every call that changes or syncs a file (write, allocate, truncate,
+// fsync, fdatasync, msync, unlink) it records a crash image: what the directory
 // would hold if the power failed right then. Three images per point:
 //
 //  - Durable:  only the durable bytes (every write since the last sync lost);
@@ -80,6 +84,11 @@ class PowerLoss {
       if (auto name = h->Name(fd)) h->CrashPoint("write " + *name, &*name, b, n, o);
       return h->saved_.pwrite(fd, b, n, o);
     };
+    s.fallocate = [](int fd, off_t o, off_t n) -> int {
+      auto* h = Current();
+      if (auto name = h->Name(fd)) h->CrashPoint("allocate " + *name);
+      return h->saved_.fallocate(fd, o, n);
+    };
     s.ftruncate = [](int fd, off_t len) -> int {
       auto* h = Current();
       if (auto name = h->Name(fd)) h->CrashPoint("truncate " + *name);
@@ -121,6 +130,10 @@ class PowerLoss {
     acked_ = acked;
     appended_ = appended;
   }
+
+  /// A crash point of the workload's choosing (records copied into a
+  /// mapping make no call the model sees).
+  void CrashHere(const std::string& what) { CrashPoint(what); }
 
   const std::vector<Image>& Images() const { return images_; }
   std::uint64_t Calls() const { return calls_; }

@@ -1,6 +1,8 @@
 #pragma once
 // Test control over logsync's system-call seam (detail::Sys()): count
-// syncs, fail the n-th write or sync with a chosen errno. Install one
+// syncs, fail the n-th write or sync with a chosen errno. "Writes" are
+// pwrite and fallocate (appends copy into a mapping after allocating the
+// file that far: the allocation is where ENOSPC and EIO surface). Install one
 // SyscallHooks per test; it restores the real calls when it goes away.
 
 #include <logsync/detail/file.hpp>
@@ -23,6 +25,13 @@ class SyscallHooks {
       auto* h = Current();
       if (h->Fail(h->writes, h->fail_write_at, h->write_errno)) return -1;
       const ssize_t rc = h->saved_.pwrite(fd, b, n, o);
+      h->Notify();
+      return rc;
+    };
+    s.fallocate = [](int fd, off_t o, off_t n) -> int {  // a write too: it is where space runs out
+      auto* h = Current();
+      if (h->Fail(h->writes, h->fail_write_at, h->write_errno)) return h->write_errno.load();
+      const int rc = h->saved_.fallocate(fd, o, n);
       h->Notify();
       return rc;
     };

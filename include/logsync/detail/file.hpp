@@ -30,6 +30,7 @@ struct SysCalls {
   int (*fdatasync)(int) = ::fdatasync;
   int (*fsync)(int) = ::fsync;
   int (*ftruncate)(int, off_t) = ::ftruncate;
+  int (*fallocate)(int, off_t, off_t) = ::posix_fallocate;  // returns the error, not -1
   int (*msync)(void*, size_t, int) = ::msync;
   int (*unlink)(const char*) = ::unlink;
 };
@@ -110,6 +111,15 @@ class File {
     do rc = Sys().ftruncate(fd_, static_cast<off_t>(size));
     while (rc != 0 && errno == EINTR);
     if (rc != 0) throw IoError(path_, errno, "truncate");
+  }
+
+  /// Allocates `len` bytes from `pos` (growing the file), so that writes
+  /// there, including through a mapping, cannot run out of space.
+  void Allocate(std::uint64_t pos, std::uint64_t len) const {
+    int rc;
+    do rc = Sys().fallocate(fd_, static_cast<off_t>(pos), static_cast<off_t>(len));
+    while (rc == EINTR);
+    if (rc != 0) throw IoError(path_, rc, "allocate");
   }
 
   /// fdatasync. Never retried after a failure: the caller must treat the
