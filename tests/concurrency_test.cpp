@@ -203,3 +203,30 @@ BOOST_AUTO_TEST_CASE(verify_while_appending_and_rolling) {
   BOOST_TEST_MESSAGE(runs << " Verify runs during the appends");
 }
 
+
+BOOST_AUTO_TEST_CASE(readers_tailing_with_wait_for_see_every_record) {
+  TempDir dir;
+  Log<> log(dir.path(), SmallSegments());
+  constexpr int kRecords = 2000;
+  std::vector<std::thread> readers;
+  std::atomic<int> bad{0};
+  for (int r = 0; r < 2; ++r)
+    readers.emplace_back([&] {
+      for (std::uint64_t o = 0; o < kRecords; ++o) {
+        if (!log.WaitFor(o, std::chrono::seconds(30))) {
+          ++bad;
+          return;
+        }
+        if (log.Read(o).value != Value(0, static_cast<int>(o))) ++bad;
+      }
+    });
+  for (int i = 0; i < kRecords; ++i) log.Append(Record{0, Value(0, i)});
+  for (auto& t : readers) t.join();
+  BOOST_TEST(bad.load() == 0);
+  // Waiting for an offset not there yet: false after the timeout, or when
+  // the log closes.
+  BOOST_TEST(!log.WaitFor(kRecords, std::chrono::milliseconds(1)));
+  std::thread closer([&] { log.Close(); });
+  BOOST_TEST(!log.WaitFor(kRecords, std::chrono::seconds(30)));
+  closer.join();
+}

@@ -120,6 +120,7 @@ class Log {
       next_offset_.store(offset + 1, std::memory_order_release);
       sync = sync_.AfterAppend(1);
     }
+    WakeTailers();
     ReleaseIfLarge(frame);
     if (sync) SyncThrough(offset + 1);
     return offset;
@@ -165,8 +166,12 @@ class Log {
         next_offset_.store(off, std::memory_order_release);
         i = j;
       }
-      if (!sync_.AfterAppend(records.size())) return first;
+      if (!sync_.AfterAppend(records.size())) {
+        WakeTailers();
+        return first;
+      }
     }
+    WakeTailers();
     SyncThrough(first + records.size());
     return first;
   }
@@ -208,6 +213,23 @@ class Log {
     VerifyReport report;
     for (const auto& seg : segs) seg->Verify(report);
     return report;
+  }
+
+  /// Waits until the record at `offset` can be read (NextOffset() > offset),
+  /// the log is closed, or `timeout` passes; returns whether it can. For
+  /// readers tailing the log: an Append wakes them as it returns, with no
+  /// cost to appends while nobody waits beyond one fence.
+  template <class Rep, class Period>
+  bool WaitFor(std::uint64_t offset, std::chrono::duration<Rep, Period> timeout) const {
+    auto ready = [&] { return next_offset_.load(std::memory_order_acquire) > offset || closed_.load(); };
+    if (ready()) return next_offset_.load(std::memory_order_acquire) > offset;
+    tail_waiters_.fetch_add(1, std::memory_order_seq_cst);
+    {
+      std::unique_lock lock(tail_mu_);
+      tail_cv_.wait_for(lock, timeout, ready);
+    }
+    tail_waiters_.fetch_sub(1, std::memory_order_relaxed);
+    return next_offset_.load(std::memory_order_acquire) > offset;
   }
 
   /// Offset of the oldest record held (== NextOffset() when the log is empty).
@@ -266,8 +288,11 @@ class Log {
   /// Syncs, trims the active index and releases the directory. Later calls
   /// throw StateError; calling Close again does nothing.
   void Close() {
-    std::lock_guard lock(append_mu_);
-    Shutdown([] {});
+    {
+      std::lock_guard lock(append_mu_);
+      Shutdown([] {});
+    }
+    WakeTailers();
   }
 
   /// Closes the log and deletes its segment files and LOCK file; the
@@ -275,6 +300,7 @@ class Log {
   void Remove() {
     std::lock_guard lock(append_mu_);
     Shutdown([this] { RemoveFiles(/*lock_file=*/true); });
+    WakeTailers();
     std::error_code ec;
     std::filesystem::remove(dir_, ec);  // fails, harmlessly, if other files remain
   }
@@ -406,6 +432,16 @@ class Log {
   // record does not pin its size in every thread that touched it.
   static void ReleaseIfLarge(std::vector<std::byte>& scratch) noexcept {
     if (scratch.capacity() > (1U << 20)) std::vector<std::byte>().swap(scratch);
+  }
+
+  // Wakes readers in WaitFor, if any: the fence orders the new NextOffset()
+  // before the look at the waiter count, as the waiter's count comes before
+  // its look at NextOffset().
+  void WakeTailers() const {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (tail_waiters_.load(std::memory_order_relaxed) == 0) return;
+    std::lock_guard lock(tail_mu_);
+    tail_cv_.notify_all();
   }
 
   void CheckOpen() const {
@@ -663,6 +699,10 @@ class Log {
   std::uint64_t synced_next_ = 0;
   bool syncing_ = false;
   std::string poison_reason_;
+
+  mutable std::atomic<std::uint64_t> tail_waiters_{0};  // readers in WaitFor
+  mutable std::mutex tail_mu_;
+  mutable std::condition_variable tail_cv_;
 
   std::jthread syncer_;
 };
