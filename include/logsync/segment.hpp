@@ -173,6 +173,12 @@ class Segment {
   /// Store bytes covered by published records (header included).
   std::uint64_t CommittedBytes() const noexcept { return CommittedBytes(Count()); }
 
+  /// Store bytes covered by the first `n` (<= Count()) records, header
+  /// included: with n read once from Count(), a consistent end.
+  std::uint64_t CommittedBytes(std::uint64_t n) const noexcept {
+    return n == 0 ? kStoreHeaderBytes : index_->At(n - 1).End();
+  }
+
   /// fdatasync of the store: every record published before the call is
   /// durable; records it in the index's checkpoint. Any thread.
   void SyncStore() const {
@@ -239,11 +245,6 @@ class Segment {
  private:
   Segment(std::filesystem::path dir, std::uint64_t base, const Config& c)
       : dir_(std::move(dir)), base_(base), config_(c) {}
-
-  // End of the first n records in the store.
-  std::uint64_t CommittedBytes(std::uint64_t n) const noexcept {
-    return n == 0 ? kStoreHeaderBytes : index_->At(n - 1).End();
-  }
 
   // The newest segment: see the file comment.
   void OpenActive() {
