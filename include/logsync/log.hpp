@@ -22,6 +22,7 @@
 #include <logsync/error.hpp>
 #include <logsync/record.hpp>
 #include <logsync/segment.hpp>
+#include <logsync/snapshot.hpp>
 #include <logsync/store.hpp>
 #include <logsync/sync.hpp>
 #include <logsync/verify.hpp>
@@ -250,6 +251,28 @@ class Log {
     std::shared_lock lock(segments_mu_);
     if (segments_.empty()) throw StateError("logsync: log " + dir_.string() + " is closed");
     return ByteReader(segments_);
+  }
+
+  /// Writes a point-in-time copy of the log into `dir`, which must be absent
+  /// or empty (StateError otherwise): hard links to the sealed segments'
+  /// files (they never change) and a copy of the active store's published
+  /// records, fsynced. Appends may go on meanwhile; the copy holds a prefix of
+  /// the log with every record whose Append returned before the call. `dir` is
+  /// then a log directory a Log opens. Returns the snapshot's NextOffset().
+  std::uint64_t Snapshot(const std::filesystem::path& dir) const {
+    std::vector<detail::SnapshotPart> parts;
+    std::uint64_t next = 0;
+    {
+      std::shared_lock lock(segments_mu_);
+      if (segments_.empty()) throw StateError("logsync: log " + dir_.string() + " is closed");
+      for (std::size_t i = 0; i < segments_.size(); ++i) {
+        const std::uint64_t n = segments_[i]->Count();  // read once: a consistent end
+        parts.push_back({segments_[i], segments_[i]->CommittedBytes(n), i + 1 < segments_.size()});
+        next = segments_[i]->BaseOffset() + n;
+      }
+    }
+    detail::WriteSnapshot(dir, parts);
+    return next;
   }
 
   /// Removes every segment whose highest offset is <= `lowest`. If that

@@ -9,6 +9,7 @@
 #include <logsync/log.hpp>
 #include <logsync/record.hpp>
 #include <logsync/segment.hpp>
+#include <logsync/snapshot.hpp>
 #include <logsync/store.hpp>
 #include <logsync/sync.hpp>
 #include <logsync/verify.hpp>

@@ -187,6 +187,12 @@ class Segment {
   /// Store bytes covered by published records (header included).
   std::uint64_t CommittedBytes() const noexcept { return CommittedBytes(Count()); }
 
+  /// Store bytes covered by the first `n` (<= Count()) records, header
+  /// included: with n read once from Count(), a consistent end.
+  std::uint64_t CommittedBytes(std::uint64_t n) const noexcept {
+    return n == 0 ? kStoreHeaderBytes : index_->At(n - 1).End();
+  }
+
   /// fdatasync of the store: every record published before the call is
   /// durable; records it in the index's checkpoint. Any thread.
   void SyncStore() const {
@@ -266,11 +272,6 @@ class Segment {
       store_->Map(std::max(max, store_->Size()), std::clamp<std::uint64_t>(max / 16, 1, 8ULL << 20));
     else
       store_->Map(store_->Size());
-  }
-
-  // End of the first n records in the store.
-  std::uint64_t CommittedBytes(std::uint64_t n) const noexcept {
-    return n == 0 ? kStoreHeaderBytes : index_->At(n - 1).End();
   }
 
   // The newest segment: see the file comment.

@@ -1,0 +1,316 @@
+#pragma once
+/// The raft state machine of a replicated log: a Log on disk that the raft
+/// engine (canonical/raft, `libraft-dev`) feeds committed entries into, and
+/// the wire form of those entries. The one seam between logsync and the
+/// engine's FSM interface; ReplicatedLog builds a node on it.
+///
+///     raft entry (the buffer handed to raft_apply)
+///     +--------+------+--------------------------------------------------+
+///     | 0      | 4    | record count K (u32)                             |
+///     | 4      | ...  | K times: payload length N (u32), N payload bytes |
+///     | ...    | 0-7  | zero padding to a multiple of 8 bytes            |
+///     +--------+------+--------------------------------------------------+
+///
+/// The padding is required by this engine version: an entry whose length
+/// is not a multiple of 8 reaches followers shifted when several entries
+/// travel in one message.
+///
+/// Each record of the local log carries the raft index of the entry it came
+/// from (an 8-byte prefix before the codec's bytes), so applying is
+/// idempotent: the engine replays the entries after its last snapshot on
+/// every start, and entries the log already holds are skipped.
+///
+///     snapshot: "LGSNAP01", raft index of the newest record (u64), next
+///     offset (u64), then the log's Reader() stream.
+
+extern "C" {
+#include <raft.h>
+}
+
+#include <logsync/config.hpp>
+#include <logsync/detail/endian.hpp>
+#include <logsync/error.hpp>
+#include <logsync/log.hpp>
+#include <logsync/snapshot.hpp>
+#include <logsync/sync.hpp>
+
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace logsync {
+
+namespace detail {
+
+/// A record of a replicated log's local Log: the codec's bytes and the raft
+/// index of the entry that carried them.
+struct Applied {
+  std::uint64_t offset = 0;
+  std::uint64_t raft_index = 0;
+  std::string bytes;
+};
+
+/// Codec of Applied: the raft index (u64), then the bytes verbatim.
+struct AppliedCodec {
+  static std::size_t EncodedSize(const Applied& a) noexcept { return 8 + a.bytes.size(); }
+  static void Encode(const Applied& a, std::span<std::byte> out) noexcept {
+    StoreLE<std::uint64_t>(out.data(), a.raft_index);
+    if (!a.bytes.empty()) std::memcpy(out.data() + 8, a.bytes.data(), a.bytes.size());
+  }
+  static Applied Decode(std::span<const std::byte> payload) {
+    if (payload.size() < 8) throw Error("logsync: replicated record shorter than its raft index");
+    return Applied{0, LoadLE<std::uint64_t>(payload.data()),
+                   std::string(reinterpret_cast<const char*>(payload.data()) + 8, payload.size() - 8)};
+  }
+};
+
+inline constexpr std::size_t kEntryAlign = 8;
+
+/// Encodes records as one raft entry (see the file comment) in memory from
+/// raft_malloc, as raft_apply requires. `size(i)` and `encode(i, out)` give
+/// record i's codec bytes.
+template <class Size, class Encode>
+raft_buffer EncodeEntry(std::size_t count, Size size, Encode encode) {
+  std::size_t len = 4;
+  for (std::size_t i = 0; i < count; ++i) len += 4 + size(i);
+  len = (len + kEntryAlign - 1) / kEntryAlign * kEntryAlign;
+  auto* base = static_cast<std::byte*>(raft_malloc(len));
+  if (base == nullptr) throw std::bad_alloc();
+  std::memset(base, 0, len);
+  StoreLE<std::uint32_t>(base, static_cast<std::uint32_t>(count));
+  std::size_t at = 4;
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::size_t n = size(i);
+    StoreLE<std::uint32_t>(base + at, static_cast<std::uint32_t>(n));
+    encode(i, std::span<std::byte>(base + at + 4, n));
+    at += 4 + n;
+  }
+  return raft_buffer{base, len};
+}
+
+/// The records' bytes of a raft entry, or false if it does not parse.
+inline bool DecodeEntry(std::span<const std::byte> entry, std::vector<std::span<const std::byte>>& out) {
+  out.clear();
+  if (entry.size() < 4 || entry.size() % kEntryAlign != 0) return false;
+  const std::uint32_t count = LoadLE<std::uint32_t>(entry.data());
+  std::size_t at = 4;
+  for (std::uint32_t i = 0; i < count; ++i) {
+    if (entry.size() - at < 4) return false;
+    const std::uint32_t n = LoadLE<std::uint32_t>(entry.data() + at);
+    if (entry.size() - at - 4 < n) return false;
+    out.push_back(entry.subspan(at + 4, n));
+    at += 4 + n;
+  }
+  for (; at < entry.size(); ++at)
+    if (entry[at] != std::byte{0}) return false;  // padding only
+  return true;
+}
+
+inline constexpr char kSnapshotMagic[8] = {'L', 'G', 'S', 'N', 'A', 'P', '0', '1'};
+inline constexpr std::size_t kSnapshotHeaderBytes = 24;
+
+/// The raft FSM over a local Log in `dir`: applies committed entries,
+/// snapshots and restores the log. Engine callbacks run on the engine's
+/// loop thread; reads may come from any thread.
+template <class S = sync::None>
+class LogMachine {
+ public:
+  using LocalLog = Log<Applied, AppliedCodec, S>;
+
+  LogMachine(std::filesystem::path dir, Config config) : dir_(std::move(dir)), config_(config) {
+    Open();
+    fsm_.version = 1;
+    fsm_.data = this;
+    fsm_.apply = &LogMachine::ApplyCb;
+    fsm_.snapshot = &LogMachine::SnapshotCb;
+    fsm_.restore = &LogMachine::RestoreCb;
+  }
+  LogMachine(const LogMachine&) = delete;
+  LogMachine& operator=(const LogMachine&) = delete;
+
+  /// The FSM to hand to raft_init; `r` is the raft instance it serves (the
+  /// raft index of an applied entry is its last applied index plus one).
+  raft_fsm* Fsm(struct raft* r) noexcept {
+    raft_ = r;
+    return &fsm_;
+  }
+
+  /// Runs f(const LocalLog&) under the read lock (a restore swaps the log).
+  template <class F>
+  decltype(auto) WithLog(F&& f) const {
+    std::shared_lock lock(mu_);
+    return f(*log_);
+  }
+
+  std::uint64_t NextOffset() const {
+    std::shared_lock lock(mu_);
+    return log_->NextOffset();
+  }
+
+  /// Raft index of the newest record the local log holds (0 if none).
+  std::uint64_t LastRaftIndex() const {
+    std::shared_lock lock(mu_);
+    return last_index_;
+  }
+
+  /// Waits until the local log holds offsets below `next`; false on timeout.
+  template <class Duration>
+  bool WaitForNext(std::uint64_t next, Duration timeout) const {
+    std::unique_lock lock(wait_mu_);
+    return applied_cv_.wait_for(lock, timeout, [&] { return NextOffset() >= next; });
+  }
+
+  /// Apply failures (an I/O error of the local log) so far.
+  std::string LastError() const {
+    std::lock_guard lock(wait_mu_);
+    return last_error_;
+  }
+
+  void Close() {
+    std::unique_lock lock(mu_);
+    if (log_) log_->Close();
+  }
+
+ private:
+  void Open() {
+    log_ = std::make_unique<LocalLog>(dir_, config_);
+    last_index_ = 0;
+    if (!log_->Empty()) last_index_ = log_->Read(log_->HighestOffset()).raft_index;
+  }
+
+  void Notify(const std::string& error = {}) {
+    {
+      std::lock_guard lock(wait_mu_);
+      if (!error.empty()) last_error_ = error;
+    }
+    applied_cv_.notify_all();
+  }
+
+  static int ApplyCb(raft_fsm* fsm, const raft_buffer* buf, void** result) {
+    auto* self = static_cast<LogMachine*>(fsm->data);
+    const std::uint64_t index = raft_last_applied(self->raft_) + 1;
+    std::vector<std::span<const std::byte>> parts;
+    if (!DecodeEntry(std::span(static_cast<const std::byte*>(buf->base), buf->len), parts)) {
+      self->Notify("malformed raft entry at index " + std::to_string(index));
+      return RAFT_MALFORMED;
+    }
+    try {
+      std::unique_lock lock(self->mu_);
+      std::uint64_t first = self->log_->NextOffset();
+      if (index > self->last_index_ && !parts.empty()) {
+        std::vector<Applied> records;
+        records.reserve(parts.size());
+        for (auto p : parts)
+          records.push_back(Applied{0, index, std::string(reinterpret_cast<const char*>(p.data()), p.size())});
+        first = self->log_->AppendBatch(records);
+        self->last_index_ = index;
+      }
+      // The first offset travels back to the leader's apply callback as the
+      // result pointer's value (nothing to allocate or free).
+      *result = reinterpret_cast<void*>(static_cast<std::uintptr_t>(first));
+    } catch (const std::exception& e) {
+      self->Notify(e.what());
+      return RAFT_IOERR;
+    }
+    self->Notify();
+    return 0;
+  }
+
+  static int SnapshotCb(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs) {
+    auto* self = static_cast<LogMachine*>(fsm->data);
+    try {
+      std::shared_lock lock(self->mu_);
+      auto reader = self->log_->Reader();
+      std::size_t cap = 1 << 20, len = kSnapshotHeaderBytes;
+      auto* base = static_cast<std::byte*>(raft_malloc(cap));
+      if (base == nullptr) return RAFT_NOMEM;
+      std::memcpy(base, kSnapshotMagic, 8);
+      StoreLE<std::uint64_t>(base + 8, self->last_index_);
+      StoreLE<std::uint64_t>(base + 16, self->log_->NextOffset());
+      for (;;) {
+        if (len == cap) {
+          auto* grown = static_cast<std::byte*>(raft_realloc(base, cap * 2));
+          if (grown == nullptr) {
+            raft_free(base);
+            return RAFT_NOMEM;
+          }
+          base = grown;
+          cap *= 2;
+        }
+        const std::size_t n = reader.Read(std::span(base + len, cap - len));
+        if (n == 0) break;
+        len += n;
+      }
+      auto* out = static_cast<raft_buffer*>(raft_malloc(sizeof(raft_buffer)));
+      if (out == nullptr) {
+        raft_free(base);
+        return RAFT_NOMEM;
+      }
+      out[0] = raft_buffer{base, len};
+      *bufs = out;
+      *n_bufs = 1;
+      return 0;
+    } catch (const std::exception& e) {
+      self->Notify(e.what());
+      return RAFT_IOERR;
+    }
+  }
+
+  // Takes ownership of buf->base on success.
+  static int RestoreCb(raft_fsm* fsm, raft_buffer* buf) {
+    auto* self = static_cast<LogMachine*>(fsm->data);
+    const std::span<const std::byte> bytes(static_cast<const std::byte*>(buf->base), buf->len);
+    if (bytes.size() < kSnapshotHeaderBytes || std::memcmp(bytes.data(), kSnapshotMagic, 8) != 0) {
+      self->Notify("snapshot is not a logsync snapshot");
+      return RAFT_MALFORMED;
+    }
+    const std::uint64_t snap_index = LoadLE<std::uint64_t>(bytes.data() + 8);
+    const std::uint64_t snap_next = LoadLE<std::uint64_t>(bytes.data() + 16);
+    try {
+      std::unique_lock lock(self->mu_);
+      // The local log already holds every record of the snapshot (records
+      // come only from committed entries, the same on every node): keep it,
+      // and let the replay skip what it holds.
+      if (self->last_index_ < snap_index || self->log_->NextOffset() < snap_next) {
+        const auto staged = self->dir_.string() + ".restored";
+        const auto old = self->dir_.string() + ".old";
+        std::filesystem::remove_all(staged);
+        std::filesystem::remove_all(old);
+        RestoreLog(staged, bytes.subspan(kSnapshotHeaderBytes), self->config_);
+        self->log_->Close();
+        self->log_.reset();
+        std::filesystem::rename(self->dir_, old);
+        std::filesystem::rename(staged, self->dir_);
+        std::filesystem::remove_all(old);
+        self->Open();
+      }
+    } catch (const std::exception& e) {
+      self->Notify(std::string("restore: ") + e.what());
+      return RAFT_CORRUPT;
+    }
+    raft_free(buf->base);
+    self->Notify();
+    return 0;
+  }
+
+  std::filesystem::path dir_;
+  Config config_;
+  raft_fsm fsm_{};
+  struct raft* raft_ = nullptr;
+  mutable std::shared_mutex mu_;  // guards log_ (swapped by a restore) and last_index_
+  std::unique_ptr<LocalLog> log_;
+  std::uint64_t last_index_ = 0;
+  mutable std::mutex wait_mu_;
+  mutable std::condition_variable applied_cv_;
+  std::string last_error_;
+};
+
+}  // namespace detail
+}  // namespace logsync
