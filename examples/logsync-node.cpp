@@ -16,6 +16,7 @@
 //   JOIN <id> <address>         OK                  (on the leader)
 //   REMOVE <id>                 OK                  (on the leader)
 //   TRANSFER                    OK                  (on the leader)
+//   STATS                       OK restored <n>     (snapshots installed from the leader)
 // Errors: ERR not-leader <id> <address> | ERR no-leader | ERR out-of-range |
 // ERR bad-request <why> | ERR <message>.
 
@@ -48,7 +49,8 @@ struct Options {
 [[noreturn]] void Usage(const std::string& why) {
   std::cerr << "logsync-node: " << why
             << "\nusage: logsync-node --id N --address HOST:PORT --client HOST:PORT --dir DIR "
-               "[--peers ID=HOST:PORT,...] [--election-timeout MS]\n";
+               "[--peers ID=HOST:PORT,...] [--election-timeout MS] [--snapshot-threshold N] "
+               "[--snapshot-trailing N]\n";
   std::exit(2);
 }
 
@@ -69,6 +71,10 @@ Options ParseArgs(int argc, char** argv) {
     else if (flag == "--address") o.node.address = value;
     else if (flag == "--client") o.client = value;
     else if (flag == "--dir") o.node.dir = value;
+    else if (flag == "--snapshot-threshold")
+      o.node.snapshot_threshold = static_cast<unsigned>(ParseNumber(value, "--snapshot-threshold"));
+    else if (flag == "--snapshot-trailing")
+      o.node.snapshot_trailing = static_cast<unsigned>(ParseNumber(value, "--snapshot-trailing"));
     else if (flag == "--election-timeout")
       o.node.election_timeout_ms = static_cast<unsigned>(ParseNumber(value, "--election-timeout"));
     else if (flag == "--peers") {
@@ -160,6 +166,7 @@ std::string Handle(Node& node, const std::string& line) {
       node.Leave(id);
       return "OK";
     }
+    if (cmd == "STATS") return "OK restored " + std::to_string(node.SnapshotsRestored());
     if (cmd == "TRANSFER") {
       node.TransferLeadership();
       return "OK";

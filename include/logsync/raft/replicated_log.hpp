@@ -216,6 +216,9 @@ class ReplicatedLog {
   /// The offset the next record applied here will get.
   std::uint64_t NextOffset() const { return machine_->NextOffset(); }
 
+  /// How many snapshots installed by the leader replaced the local log.
+  std::uint64_t SnapshotsRestored() const noexcept { return machine_->SnapshotsRestored(); }
+
   /// Waits until this node has applied offsets below `next`.
   bool WaitForNext(std::uint64_t next, std::chrono::milliseconds timeout) const {
     return machine_->WaitForNext(next, timeout);

@@ -142,6 +142,10 @@ class LogMachine {
     return &fsm_;
   }
 
+  /// How many snapshots from the leader replaced the local log (a node that
+  /// fell behind the leader's trimmed raft log catches up so).
+  std::uint64_t SnapshotsRestored() const noexcept { return restored_.load(std::memory_order_relaxed); }
+
   /// Runs f(const LocalLog&) under the read lock (a restore swaps the log).
   template <class F>
   decltype(auto) WithLog(F&& f) const {
@@ -290,6 +294,7 @@ class LogMachine {
         std::filesystem::rename(staged, self->dir_);
         std::filesystem::remove_all(old);
         self->Open();
+        self->restored_.fetch_add(1, std::memory_order_relaxed);
       }
     } catch (const std::exception& e) {
       self->Notify(std::string("restore: ") + e.what());
@@ -299,6 +304,8 @@ class LogMachine {
     self->Notify();
     return 0;
   }
+
+  std::atomic<std::uint64_t> restored_{0};  // snapshots that replaced the local log
 
   std::filesystem::path dir_;
   Config config_;
