@@ -182,10 +182,20 @@ class Log {
   R Read(std::uint64_t offset) const {
     CheckOpen();
     if (offset >= next_offset_.load(std::memory_order_acquire)) throw OffsetOutOfRange(offset);
-    SegmentPtr seg = SegmentOf(offset);
-    if (!seg) CheckOpen();  // a Close may have raced this call
-    if (!seg || offset >= seg->NextOffset()) throw OffsetOutOfRange(offset);
-    R r = codec_.Decode(seg->Payload(offset));
+    // The segment is used under the shared lock rather than copied out
+    // (a shared_ptr copy is two more atomic operations on a line every
+    // reader shares); Truncate and rolls wait for the read.
+    std::shared_lock lock(segments_mu_);
+    auto it = std::upper_bound(segments_.begin(), segments_.end(), offset,
+                               [](std::uint64_t o, const SegmentPtr& s) { return o < s->BaseOffset(); });
+    if (it == segments_.begin()) {
+      lock.unlock();
+      CheckOpen();  // a Close may have raced this call
+      throw OffsetOutOfRange(offset);
+    }
+    const Segment& seg = **std::prev(it);
+    if (offset >= seg.NextOffset()) throw OffsetOutOfRange(offset);
+    R r = codec_.Decode(seg.Payload(offset));
     detail::SetOffset(r, offset);
     return r;
   }
@@ -492,14 +502,6 @@ class Log {
     std::shared_lock lock(segments_mu_);
     if (segments_.empty()) throw StateError("logsync: log " + dir_.string() + " is closed");
     return segments_.back();
-  }
-
-  SegmentPtr SegmentOf(std::uint64_t offset) const {
-    std::shared_lock lock(segments_mu_);
-    auto it = std::upper_bound(segments_.begin(), segments_.end(), offset,
-                               [](std::uint64_t o, const SegmentPtr& s) { return o < s->BaseOffset(); });
-    if (it == segments_.begin()) return nullptr;
-    return *std::prev(it);
   }
 
   // The segment to take `records` records of `bytes` in all (append lock

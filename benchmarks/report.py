@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Runs the benchmark programs and renders one table per workload (W1-W7),
+each result next to the ceiling measured in the same run and to the peers,
+as Markdown (stdout and <out>/tables.md), a CSV of every figure
+(<out>/results.csv) and a PNG chart of the ratios (<out>/ratios.png, with
+gnuplot if installed).
+
+    benchmarks/report.py [--build DIR] [--out DIR] [--full]
+
+--build: a meson build directory with the benchmarks built (default
+build-rel; `meson setup build-rel -Dbuildtype=release -Dtests=false &&
+ninja -C build-rel`). Quick mode: --benchmark_min_time=0.05 and 200,000
+records for the read workloads; --full: --benchmark_min_time=1,
+--benchmark_repetitions=3 (medians), 1,000,000 records.
+"""
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+
+
+def run(build, name, args, env):
+    exe = os.path.join(build, "benchmarks", name)
+    if not os.path.exists(exe):
+        print(f"skipped {name}: not built", file=sys.stderr)
+        return {}, 0
+    out = os.path.join(build, f"{name}.json")
+    cmd = [exe, f"--benchmark_out={out}", "--benchmark_out_format=json"] + args
+    print("running", " ".join(cmd), file=sys.stderr)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        print(f"{name} failed ({status})", file=sys.stderr)
+    with open(out) as f:
+        data = json.load(f)
+    results = {}
+    for b in data["benchmarks"]:
+        if b.get("run_type") == "aggregate" and b.get("aggregate_name") != "median":
+            continue
+        results[b["run_name"]] = b
+    return results, usage.ru_maxrss  # KiB
+
+
+def rate(b):
+    return b.get("items_per_second") if b else None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build-rel")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--full", action="store_true")
+    a = ap.parse_args()
+    out = a.out or os.path.join(a.build, "report")
+    os.makedirs(out, exist_ok=True)
+    env = dict(os.environ)
+    if a.full:
+        args = ["--benchmark_min_time=1", "--benchmark_repetitions=3"]
+        env["LOGSYNC_BENCH_RECORDS"] = "1000000"
+    else:
+        args = ["--benchmark_min_time=0.05"]
+        env["LOGSYNC_BENCH_RECORDS"] = "200000"
+
+    r, rss = {}, {}
+    for name in ["append_bench", "read_bench", "recovery_bench", "tail_bench", "peer_bench", "raft_bench"]:
+        extra = [] if name != "tail_bench" else []
+        got, maxrss = run(a.build, name, args if name != "tail_bench" else [], env)
+        r.update(got)
+        rss[name] = maxrss
+
+    def get(name):
+        return r.get(name + "/real_time") or r.get(name)
+
+    peers = ["RocksDB", "LevelDB", "LMDB", "SQLite"]
+    rows = []  # (workload, what, value, unit, ratio to ceiling, ceiling name)
+    md = []
+
+    def table(title, ceiling_name, ceiling, ours, peer_suffix, unit="records/s", key=rate):
+        md.append(f"\n### {title}\n")
+        c = key(get(ceiling)) if ceiling else None
+        head = "| | " + unit + " | vs ceiling |" + "".join(f" vs {p} |" for p in peers)
+        md.append(head)
+        md.append("|---" * (3 + len(peers)) + "|")
+        if c:
+            md.append(f"| ceiling: {ceiling_name} | {c:,.0f} | 1.00 |" + " |" * len(peers))
+            rows.append((title, "ceiling " + ceiling_name, c, unit, 1.0))
+        for label, name in ours:
+            v = key(get(name))
+            if v is None:
+                continue
+            line = f"| logsync {label} | {v:,.0f} | " + (f"{v / c:.2f}" if c else "") + " |"
+            for p in peers:
+                pv = key(get(f"BM_{p}_{peer_suffix}")) if peer_suffix else None
+                line += f" {v / pv:.2f} |" if pv else " |"
+            md.append(line)
+            rows.append((title, "logsync " + label, v, unit, v / c if c else ""))
+        for p in peers:
+            pv = key(get(f"BM_{p}_{peer_suffix}")) if peer_suffix else None
+            if pv:
+                md.append(f"| {p} | {pv:,.0f} | " + (f"{pv / c:.2f}" if c else "") + " |" + " |" * len(peers))
+                rows.append((title, p, pv, unit, pv / c if c else ""))
+
+    mbps = lambda b: b.get("bytes_per_second") / 1e6 if b and b.get("bytes_per_second") else None
+    table("W1 append 100 B, sync::None", "buffered write() of the frames", "BM_RawWrite/100",
+          [("Append", "BM_Append/100")], "W1Append100")
+    table("W2 append 4 KiB, sync::None", "buffered write() of the frames", "BM_RawWrite/4096",
+          [("Append", "BM_Append/4096")], "W2Append4096")
+    table("W3 durable append, one at a time", "pwrite+fdatasync", "BM_WriteFdatasync",
+          [("Append, 1 thread", "BM_AppendAlways/real_time/threads:1"),
+           ("Append, 8 threads", "BM_AppendAlways/real_time/threads:8")], "W3aAppendSync")
+    table("W3 durable AppendBatch(100)", "pwrite+fdatasync (x100 records)", None,
+          [("AppendBatch(100)", "BM_AppendBatchAlways")], "W3bAppendBatchSync")
+    table("W4 random reads, 1 thread", "pread at known positions", "BM_PreadRandom/real_time/threads:1",
+          [("Read", "BM_ReadRandom/real_time/threads:1")], "W4ReadRandom/real_time/threads:1")
+    table("W4 random reads, 2 threads", "pread at known positions", "BM_PreadRandom/real_time/threads:2",
+          [("Read", "BM_ReadRandom/real_time/threads:2")], "W4ReadRandom/real_time/threads:2")
+    table("W5 full scan (payload)", "memcpy", "BM_Memcpy", [("Scan", "BM_Scan")], "W5Scan", unit="MB/s", key=mbps)
+
+    md.append("\n### W6 open a one-segment log (ms)\n")
+    md.append("| | ms |\n|---|---|")
+    for label, name in [("after a clean close", "BM_OpenClean"),
+                        ("after a crash, nothing unsynced", "BM_OpenAfterCrash/0"),
+                        ("after a crash, 1,000 unsynced", "BM_OpenAfterCrash/1000"),
+                        ("after a crash, 100,000 unsynced", "BM_OpenAfterCrash/100000"),
+                        ("without a checkpoint (every frame)", "BM_OpenNoCheckpoint"),
+                        ("ceiling: one read pass over the store", "BM_ReadStore")]:
+        b = get(name)
+        if b:
+            md.append(f"| {label} | {b['real_time']:.1f} |")
+            rows.append(("W6", label, b["real_time"], "ms", ""))
+
+    md.append("\n### W7 tailing: visibility latency (us)\n")
+    md.append("| appender | p50 | p99 | records/s |\n|---|---|---|---|")
+    for label, name in [("one record every 20 us", "BM_TailLatency/20/iterations:1"),
+                        ("unpaced", "BM_TailLatency/0/iterations:1")]:
+        b = get(name)
+        if b:
+            md.append(f"| {label} | {b['p50_us']:.1f} | {b['p99_us']:.1f} | {b['records_per_s']:,.0f} |")
+            rows.append(("W7", label + " p99", b["p99_us"], "us", ""))
+
+    md.append("\n### Replication (3 nodes on loopback), records/s\n")
+    md.append("| | records/s | vs single-node durable append |\n|---|---|---|")
+    base = rate(get("BM_SingleNodeDurableAppend"))
+    for label, name in [("single node, sync::Always", "BM_SingleNodeDurableAppend"),
+                        ("3 nodes, one at a time", "BM_ReplicatedAppendOneAtATime"),
+                        ("3 nodes, 16 in flight", "BM_ReplicatedAppendInFlight/16"),
+                        ("3 nodes, batches of 100", "BM_ReplicatedAppendBatch/100")]:
+        v = rate(get(name))
+        if v:
+            md.append(f"| {label} | {v:,.0f} | " + (f"{v / base:.2f}" if base else "") + " |")
+
+    md.append("\n### Peak resident memory (MiB) per program\n")
+    md.append("| program | peak RSS |\n|---|---|")
+    for name, kib in rss.items():
+        if kib:
+            md.append(f"| {name} | {kib / 1024:.0f} |")
+
+    machine = (f"{os.cpu_count()} cores, {platform.platform()}, "
+               f"filesystem of {env.get('TMPDIR', '/tmp')}: "
+               + subprocess.run(["stat", "-f", "-c", "%T", env.get("TMPDIR", "/tmp")], capture_output=True,
+                                text=True).stdout.strip())
+    text = f"Machine: {machine}. Mode: {'full' if a.full else 'quick'}.\n" + "\n".join(md) + "\n"
+    with open(os.path.join(out, "tables.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(out, "results.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["workload", "what", "value", "unit", "ratio_to_ceiling"])
+        w.writerows(rows)
+    print(text)
+
+    ratios = [(t.split(",")[0].split(" ")[0] + " " + what.replace("logsync ", ""), v)
+              for t, what, _, _, v in rows if what.startswith("logsync") and v != ""]
+    if ratios and shutil.which("gnuplot"):
+        dat = os.path.join(out, "ratios.dat")
+        with open(dat, "w") as f:
+            for i, (label, v) in enumerate(ratios):
+                f.write(f'{i} "{label}" {v:.3f}\n')
+        png = os.path.join(out, "ratios.png")
+        script = f"""
+set terminal png size 1000,500
+set output '{png}'
+set title 'logsync / ceiling measured in the same run ({machine})' noenhanced
+set style fill solid 0.6
+set boxwidth 0.7
+set yrange [0:*]
+set grid ytics
+set xtics rotate by -30 noenhanced
+set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2
+plot '{dat}' using 1:3:xtic(2) with boxes notitle
+"""
+        subprocess.run(["gnuplot"], input=script, text=True, check=False)
+        print(f"chart: {png}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
