@@ -138,6 +138,7 @@ def main():
                         ("after a crash, 1,000 unsynced", "BM_OpenAfterCrash/1000"),
                         ("after a crash, 100,000 unsynced", "BM_OpenAfterCrash/100000"),
                         ("without a checkpoint (every frame)", "BM_OpenNoCheckpoint"),
+                        ("2 GiB log (128 MiB segments), after a clean close", "BM_OpenClean2GiB"),
                         ("ceiling: one read pass over the store", "BM_ReadStore")]:
         b = get(name)
         if b:
