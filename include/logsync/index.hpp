@@ -46,10 +46,8 @@
 #include <logsync/detail/file.hpp>
 #include <logsync/error.hpp>
 
-#include <boost/interprocess/file_mapping.hpp>
-#include <boost/interprocess/mapped_region.hpp>
-
 #include <logsync/detail/crc32c.hpp>
+#include <logsync/detail/mapping.hpp>
 
 #include <algorithm>
 #include <array>
@@ -254,14 +252,7 @@ class Index {
     mapped_bytes_ = bytes;
     base_ = nullptr;
     if (bytes == 0) return;
-    namespace bip = boost::interprocess;
-    const auto mode = writable_ ? bip::read_write : bip::read_only;
-    try {
-      bip::file_mapping mapping(path().c_str(), mode);
-      region_ = std::make_unique<bip::mapped_region>(mapping, mode, 0, bytes);
-    } catch (const bip::interprocess_exception& e) {
-      throw IoError(path(), e.get_native_error() ? e.get_native_error() : EIO, "mmap");
-    }
+    region_ = detail::MapFile(path(), writable_, bytes);
     base_ = static_cast<std::byte*>(region_->get_address());
     rw_mapping_ = writable_;
   }

@@ -144,6 +144,7 @@ class Log {
     }
     starts.back() = frames.size();
     std::uint64_t first;
+    bool sync;
     {
       std::lock_guard lock(append_mu_);
       CheckWritable(records.size());
@@ -167,13 +168,10 @@ class Log {
         next_offset_.store(off, std::memory_order_release);
         i = j;
       }
-      if (!sync_.AfterAppend(records.size())) {
-        WakeTailers();
-        return first;
-      }
+      sync = sync_.AfterAppend(records.size());
     }
     WakeTailers();
-    SyncThrough(first + records.size());
+    if (sync) SyncThrough(first + records.size());
     return first;
   }
 
@@ -581,15 +579,7 @@ class Log {
   }
 
   void Open() {
-    std::error_code ec;
-    // Directories this call creates, so that their entries are synced too.
-    std::vector<std::filesystem::path> created;
-    for (auto p = std::filesystem::absolute(dir_, ec); !p.empty() && !std::filesystem::exists(p, ec);
-         p = p.parent_path())
-      created.push_back(p);
-    std::filesystem::create_directories(dir_, ec);
-    if (ec) throw IoError(dir_, ec.value(), "create directory");
-    for (const auto& p : created) detail::SyncDirectory(p.parent_path());
+    detail::CreateDirSynced(detail::CleanDir(dir_));  // new directories' entries synced too
     if (!lock_file_.IsOpen()) {  // Reset keeps it
       lock_file_ = detail::File(dir_ / "LOCK", O_RDWR | O_CREAT);
       if (::flock(lock_file_.fd(), LOCK_EX | LOCK_NB) != 0) {
@@ -600,6 +590,7 @@ class Log {
       }
     }
     std::vector<std::uint64_t> stores, indexes;
+    std::error_code ec;
     std::filesystem::directory_iterator it(dir_, ec);
     if (ec) throw IoError(dir_, ec.value(), "list directory");
     for (const auto& entry : it) {

@@ -196,10 +196,7 @@ class Segment {
   /// fdatasync of the store: every record published before the call is
   /// durable; records it in the index's checkpoint. Any thread.
   void SyncStore() const {
-    const std::uint64_t n = Count();
-    const std::uint64_t bytes = CommittedBytes(n);
-    store_->Sync();
-    index_->WriteCheckpoint(n, bytes);
+    SyncThenCheckpoint([this] { store_->Sync(); });
   }
 
   /// msync of the index's published entries.
@@ -208,10 +205,7 @@ class Segment {
   /// Syncs, trims the index and makes the segment read-only. Readers may go on.
   void Seal() {
     if (Sealed()) return;
-    const std::uint64_t n = Count();
-    const std::uint64_t bytes = CommittedBytes(n);
-    store_->Trim();  // cut what was allocated ahead; fsync
-    index_->WriteCheckpoint(n, bytes);
+    SyncThenCheckpoint([this] { store_->Trim(); });  // cut what was allocated ahead; fsync
     index_->Trim();
   }
 
@@ -262,6 +256,16 @@ class Segment {
  private:
   Segment(std::filesystem::path dir, std::uint64_t base, const Config& c)
       : dir_(std::move(dir)), base_(base), config_(c) {}
+
+  // Runs `sync` (which makes the store durable) and records in the index's
+  // checkpoint the records published before it began.
+  template <class F>
+  void SyncThenCheckpoint(F sync) const {
+    const std::uint64_t n = Count();
+    const std::uint64_t bytes = CommittedBytes(n);
+    sync();
+    index_->WriteCheckpoint(n, bytes);
+  }
 
   // Maps the store: an active one writable, as far as it may grow, with the
   // file allocated ahead of the records by up to a sixteenth of a segment

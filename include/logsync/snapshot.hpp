@@ -63,13 +63,6 @@ class SpanSource {
 
 namespace detail {
 
-// `dir` without a trailing separator, absolute.
-inline std::filesystem::path CleanDir(const std::filesystem::path& dir) {
-  auto p = std::filesystem::absolute(dir).lexically_normal();
-  if (!p.has_filename()) p = p.parent_path();
-  return p;
-}
-
 // Throws StateError unless `dir` is absent or an empty directory.
 inline void RequireEmptyOrAbsent(const std::filesystem::path& dir, const char* what) {
   std::error_code ec;
@@ -79,18 +72,6 @@ inline void RequireEmptyOrAbsent(const std::filesystem::path& dir, const char* w
     throw StateError(std::string("logsync: ") + what + " target " + dir.string() + " exists and is not a directory");
   if (!std::filesystem::is_empty(dir, ec) || ec)
     throw StateError(std::string("logsync: ") + what + " target " + dir.string() + " exists and is not empty");
-}
-
-// Creates `dir` and its missing parents, syncing each new entry; returns
-// whether `dir` itself was created.
-inline bool CreateDirSynced(const std::filesystem::path& dir) {
-  std::vector<std::filesystem::path> created;
-  std::error_code ec;
-  for (auto p = dir; !p.empty() && !std::filesystem::exists(p, ec); p = p.parent_path()) created.push_back(p);
-  std::filesystem::create_directories(dir, ec);
-  if (ec) throw IoError(dir, ec.value(), "create directory");
-  for (const auto& p : created) SyncDirectory(p.parent_path());
-  return !created.empty() && created.front() == dir;
 }
 
 // Copies the first `bytes` bytes of a segment's store to a new file `to`,

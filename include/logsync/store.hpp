@@ -33,10 +33,8 @@
 #include <logsync/detail/crc32c.hpp>
 #include <logsync/detail/endian.hpp>
 #include <logsync/detail/file.hpp>
+#include <logsync/detail/mapping.hpp>
 #include <logsync/error.hpp>
-
-#include <boost/interprocess/file_mapping.hpp>
-#include <boost/interprocess/mapped_region.hpp>
 
 #include <algorithm>
 #include <array>
@@ -110,9 +108,9 @@ inline const char* CheckFrame(std::span<const std::byte> frame, std::uint64_t ex
 
 /// The `.store` file of one segment. One writer at a time (the Log's append
 /// lock); reads of positions the caller learned from the index may run
-/// concurrently with appends. Reads of records go through a read-only
-/// memory map of the file (no system call per read; Linux keeps it coherent
-/// with the writes); recovery reads with pread.
+/// concurrently with appends. Records are written into and read from a
+/// shared memory map of the file (no system call per record; see Append and
+/// Map); recovery reads with pread.
 class Store {
  public:
   /// The header a store of base offset `base` starts with.
@@ -199,19 +197,12 @@ class Store {
   /// and `grow` (the most the file is allocated ahead of its records) is
   /// not zero. Not while readers use View.
   void Map(std::uint64_t bytes, std::uint64_t grow = 0) {
-    namespace bip = boost::interprocess;
     region_.reset();
     mapped_bytes_ = 0;
     writable_map_ = false;
     if (bytes == 0) return;
     const bool rw = writable_ && grow > 0;
-    const auto mode = rw ? bip::read_write : bip::read_only;
-    try {
-      bip::file_mapping mapping(path().c_str(), mode);
-      region_ = std::make_unique<bip::mapped_region>(mapping, mode, 0, static_cast<std::size_t>(bytes));
-    } catch (const bip::interprocess_exception& e) {
-      throw IoError(path(), e.get_native_error() ? e.get_native_error() : EIO, "mmap");
-    }
+    region_ = detail::MapFile(path(), rw, bytes);
     mapped_bytes_ = bytes;
     writable_map_ = rw;
     grow_ = grow;

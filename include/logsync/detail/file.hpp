@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <span>
 #include <utility>
+#include <vector>
 
 namespace logsync::detail {
 
@@ -147,6 +148,25 @@ inline void SyncDirectory(const std::filesystem::path& dir) {
 /// Removes a file; a file that is already gone is not an error.
 inline void RemoveFile(const std::filesystem::path& path) {
   if (Sys().unlink(path.c_str()) != 0 && errno != ENOENT) throw IoError(path, errno, "unlink");
+}
+
+/// `dir` without a trailing separator, absolute.
+inline std::filesystem::path CleanDir(const std::filesystem::path& dir) {
+  auto p = std::filesystem::absolute(dir).lexically_normal();
+  if (!p.has_filename()) p = p.parent_path();
+  return p;
+}
+
+/// Creates `dir` and its missing parents, syncing each new entry; returns
+/// whether `dir` itself was created.
+inline bool CreateDirSynced(const std::filesystem::path& dir) {
+  std::vector<std::filesystem::path> created;
+  std::error_code ec;
+  for (auto p = dir; !p.empty() && !std::filesystem::exists(p, ec); p = p.parent_path()) created.push_back(p);
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw IoError(dir, ec.value(), "create directory");
+  for (const auto& p : created) SyncDirectory(p.parent_path());
+  return !created.empty() && created.front() == dir;
 }
 
 }  // namespace logsync::detail
