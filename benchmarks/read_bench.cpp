@@ -2,6 +2,8 @@
 // ceilings measured in the same run:
 //   BM_PreadRandom   pread of random frames whose positions are held in memory
 //   BM_ReadRandom    Log::Read of random offsets, 1 and 2 threads
+//   BM_ViewRandom    Log::View of random offsets (zero-copy; the payload is
+//                    copied out to a buffer, as pread does), 1 and 2 threads
 //   BM_Memcpy        memcpy bandwidth over 64 MiB
 //   BM_Scan          a full Log::Scan, bytes_per_second counts payload bytes
 // The log has LOGSYNC_BENCH_RECORDS records (default 200,000; warm cache).
@@ -11,6 +13,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <array>
 #include <cstdlib>
 #include <memory>
 #include <random>
@@ -69,6 +72,22 @@ void BM_ReadRandom(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_ReadRandom)->Threads(1)->Threads(2)->UseRealTime();
+
+void BM_ViewRandom(benchmark::State& state) {
+  Fixture& f = Data();
+  std::mt19937_64 rng(state.thread_index() + 1);
+  std::array<std::byte, 256> buf;
+  for (auto _ : state) {
+    const std::size_t n = f.log->View(rng() % f.records, [&](std::span<const std::byte> payload) {
+      std::memcpy(buf.data(), payload.data(), payload.size());
+      return payload.size();
+    });
+    benchmark::DoNotOptimize(n);
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_ViewRandom)->Threads(1)->Threads(2)->UseRealTime();
 
 void BM_Memcpy(benchmark::State& state) {
   std::vector<char> a(64 << 20, 'x'), b(64 << 20);

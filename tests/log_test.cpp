@@ -12,6 +12,7 @@
 #include <cstring>
 #include <fstream>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -78,6 +79,31 @@ BOOST_AUTO_TEST_CASE(offset_out_of_range) {
   BOOST_CHECK_THROW(log.Read(~0ULL), logsync::OffsetOutOfRange);
   // It is a logsync::Error, catchable as such.
   BOOST_CHECK_THROW(log.Read(7), logsync::Error);
+}
+
+BOOST_AUTO_TEST_CASE(view_gives_the_payload_without_a_copy) {
+  TempDir dir;
+  Log<> log(dir.path(), Small(256));
+  for (std::uint64_t i = 0; i < 40; ++i) log.Append(Rec(Value(i)));
+  BOOST_TEST(log.SegmentCount() > 1U);
+  for (std::uint64_t i = 0; i < 40; ++i) {
+    const std::string seen = log.View(i, [](std::span<const std::byte> p) {
+      return std::string(reinterpret_cast<const char*>(p.data()), p.size());
+    });
+    BOOST_TEST(seen == Value(i));
+    BOOST_TEST(seen == log.Read(i).value);
+  }
+  // The view points into the store's mapping, not at a copy: two views of
+  // one record see the same bytes, and a void callback is allowed.
+  const std::byte* first = log.View(7, [](std::span<const std::byte> p) { return p.data(); });
+  log.View(7, [&](std::span<const std::byte> p) { BOOST_TEST(p.data() == first); });
+  BOOST_CHECK_EXCEPTION(log.View(40, [](std::span<const std::byte>) { return 0; }), logsync::OffsetOutOfRange,
+                        [](const logsync::OffsetOutOfRange& e) { return e.offset() == 40U; });
+  log.Truncate(20);
+  BOOST_CHECK_THROW(log.View(3, [](std::span<const std::byte>) { return 0; }), logsync::OffsetOutOfRange);
+  BOOST_TEST(log.View(39, [](std::span<const std::byte> p) { return p.size(); }) == Value(39).size());
+  log.Close();
+  BOOST_CHECK_THROW(log.View(39, [](std::span<const std::byte>) { return 0; }), logsync::StateError);
 }
 
 BOOST_AUTO_TEST_CASE(init_with_existing_segments) {
@@ -696,6 +722,9 @@ BOOST_AUTO_TEST_CASE(corrupt_record_is_reported_and_others_stay_readable) {
     Log<> log(dir.path(), Small(4096));
     BOOST_TEST(log.NextOffset() == 10U);
     BOOST_CHECK_THROW(log.Read(4), logsync::CorruptionError);
+    bool called = false;
+    BOOST_CHECK_THROW(log.View(4, [&](std::span<const std::byte>) { called = true; }), logsync::CorruptionError);
+    BOOST_TEST(!called);  // a damaged frame never reaches the callback
     BOOST_TEST(log.Read(3).value == "payload-3");
     BOOST_TEST(log.Read(5).value == "payload-5");
   }

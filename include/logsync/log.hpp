@@ -30,6 +30,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <concepts>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -178,6 +179,22 @@ class Log {
   /// The record at `offset`; throws OffsetOutOfRange if the log does not
   /// hold it, CorruptionError if its frame does not hold.
   R Read(std::uint64_t offset) const {
+    return View(offset, [&](std::span<const std::byte> payload) {
+      R r = codec_.Decode(payload);
+      detail::SetOffset(r, offset);
+      return r;
+    });
+  }
+
+  /// Zero-copy read: calls `fn(payload)` with the checked payload of the
+  /// record at `offset`, a view into the store's mapping, and returns what
+  /// `fn` returns. The view is valid only until `fn` returns: the segment
+  /// cannot be truncated, reset or closed away while `fn` runs (those wait
+  /// for it), so `fn` must be short and must not call into this log. Copy
+  /// out whatever must outlive the call. Throws as Read does.
+  template <class F>
+    requires std::invocable<F&, std::span<const std::byte>>
+  decltype(auto) View(std::uint64_t offset, F&& fn) const {
     CheckOpen();
     if (offset >= next_offset_.load(std::memory_order_acquire)) throw OffsetOutOfRange(offset);
     // The segment is used under the shared lock rather than copied out
@@ -193,9 +210,7 @@ class Log {
     }
     const Segment& seg = **std::prev(it);
     if (offset >= seg.NextOffset()) throw OffsetOutOfRange(offset);
-    R r = codec_.Decode(seg.Payload(offset));
-    detail::SetOffset(r, offset);
-    return r;
+    return fn(seg.Payload(offset));
   }
 
   /// The records from `from` (at least LowestOffset()) to the last one
