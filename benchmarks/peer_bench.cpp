@@ -1,8 +1,11 @@
 // The embedded stores a C++ user might pick instead of logsync, on the
 // workloads of append_bench and read_bench, measured on the same filesystem
 // (a scratch directory under TMPDIR, removed afterwards):
-//   W1  BM_<Peer>_W1Append100        append 100-byte records, no sync
-//   W2  BM_<Peer>_W2Append4096       append 4096-byte records, no sync
+//   W1  BM_<Peer>_W1Append100        append LOGSYNC_BENCH_RECORDS 100-byte
+//                                    records, no sync
+//   W1c BM_<Peer>_W1cAppend100CommitEach  W1 with a commit per record (LMDB,
+//                                    SQLite: no record waits in process memory)
+//   W2  BM_<Peer>_W2Append4096       append a tenth as many 4096-byte records
 //   W3a BM_<Peer>_W3aAppendSync      durable append of one 100-byte record
 //                                    (a sync on every record)
 //   W3b BM_<Peer>_W3bAppendBatchSync durable batch of 100 records of 100 bytes
@@ -154,8 +157,11 @@ class Scratch {
 };
 
 /// kNone: W1/W2 (no sync; LMDB and SQLite commit every kTxnRecords records).
+/// kNoneCommitEach: W1c, no sync, but LMDB and SQLite commit every record,
+///   so that, as with a logsync Append, a record is in the kernel (and
+///   survives the process being killed) when the call returns.
 /// kEach: W3 (every record, or every batch, is durable when the call returns).
-enum class Sync { kNone, kEach };
+enum class Sync { kNone, kNoneCommitEach, kEach };
 
 /// Big-endian uint64 key for the LSM stores: bytewise order = offset order.
 struct BeKey {
@@ -313,7 +319,7 @@ class Lmdb {
     Ok(mdb_env_set_mapsize(env_, kMapSize), "mdb_env_set_mapsize");
     Ok(mdb_env_set_maxdbs(env_, 1), "mdb_env_set_maxdbs");
     // W1/W2: no sync at commit. W3: default durability (a sync at every commit).
-    const unsigned flags = sync == Sync::kNone ? MDB_NOSYNC | MDB_NOMETASYNC : 0;
+    const unsigned flags = sync != Sync::kEach ? MDB_NOSYNC | MDB_NOMETASYNC : 0;
     Ok(mdb_env_open(env_, dir.c_str(), flags, 0644), "mdb_env_open");
     MDB_txn* txn = nullptr;
     Ok(mdb_txn_begin(env_, nullptr, 0, &txn), "mdb_txn_begin");
@@ -331,7 +337,7 @@ class Lmdb {
   void Append(std::uint64_t offset, std::string_view value) {
     if (txn_ == nullptr) Ok(mdb_txn_begin(env_, nullptr, 0, &txn_), "mdb_txn_begin");
     Put(offset, value);
-    if (sync_ == Sync::kEach || ++pending_ == kTxnRecords) Commit();
+    if (sync_ != Sync::kNone || ++pending_ == kTxnRecords) Commit();
   }
   /// One transaction per batch.
   void AppendBatch(std::uint64_t first, std::size_t n, std::size_t size) {
@@ -424,7 +430,7 @@ class Sqlite {
     std::string mode;
     Exec(db_, "PRAGMA journal_mode=WAL", &mode);
     if (mode != "wal") Die(kName, "PRAGMA journal_mode=WAL", "journal mode is '" + mode + "'");
-    Exec(db_, sync == Sync::kNone ? "PRAGMA synchronous=OFF" : "PRAGMA synchronous=FULL");
+    Exec(db_, sync != Sync::kEach ? "PRAGMA synchronous=OFF" : "PRAGMA synchronous=FULL");
     Exec(db_, "CREATE TABLE log(offset INTEGER PRIMARY KEY, value BLOB)");
     insert_ = Prepare(db_, "INSERT INTO log(offset, value) VALUES(?1, ?2)");
     begin_ = Prepare(db_, "BEGIN");
@@ -602,6 +608,10 @@ void W1Append100(benchmark::State& state) {
   Append<P>(state, kSmall, Sync::kNone);
 }
 template <class P>
+void W1cAppend100CommitEach(benchmark::State& state) {
+  Append<P>(state, kSmall, Sync::kNoneCommitEach);
+}
+template <class P>
 void W2Append4096(benchmark::State& state) {
   Append<P>(state, kLarge, Sync::kNone);
 }
@@ -695,9 +705,9 @@ void W5Scan(benchmark::State& state) {
   state.SetBytesProcessed(payload);
 }
 
-enum class Workload { kW1, kW2, kW3a, kW3b, kW4, kW5 };
-constexpr Workload kWorkloads[] = {Workload::kW1,  Workload::kW2, Workload::kW3a,
-                                   Workload::kW3b, Workload::kW4, Workload::kW5};
+enum class Workload { kW1, kW1c, kW2, kW3a, kW3b, kW4, kW5 };
+constexpr Workload kWorkloads[] = {Workload::kW1,  Workload::kW1c, Workload::kW2, Workload::kW3a,
+                                   Workload::kW3b, Workload::kW4,  Workload::kW5};
 
 /// Registers BM_<Peer>_<workload> for peer P.
 template <class P>
@@ -706,8 +716,16 @@ void RegisterWorkload(Workload w) {
     return benchmark::RegisterBenchmark((std::string("BM_") + P::kName + "_" + name).c_str(), fn)->UseRealTime();
   };
   switch (w) {
-    case Workload::kW1: add("W1Append100", &W1Append100<P>); break;
-    case Workload::kW2: add("W2Append4096", &W2Append4096<P>); break;
+    // W1 and W2 append a fixed count, as append_bench does for logsync.
+    case Workload::kW1: add("W1Append100", &W1Append100<P>)->Iterations(static_cast<std::int64_t>(ReadRecords())); break;
+    case Workload::kW1c:  // only the peers that batch W1 in process memory
+      if (std::string_view(P::kName) == "LMDB" || std::string_view(P::kName) == "SQLite")
+        add("W1cAppend100CommitEach", &W1cAppend100CommitEach<P>)
+            ->Iterations(static_cast<std::int64_t>(ReadRecords()));
+      break;
+    case Workload::kW2:
+      add("W2Append4096", &W2Append4096<P>)->Iterations(static_cast<std::int64_t>(ReadRecords() / 10));
+      break;
     case Workload::kW3a: add("W3aAppendSync", &W3aAppendSync<P>); break;
     case Workload::kW3b: add("W3bAppendBatchSync", &W3bAppendBatchSync<P>); break;
     case Workload::kW4: add("W4ReadRandom", &W4ReadRandom<P>)->Threads(1)->Threads(2); break;

@@ -210,16 +210,17 @@ BOOST_AUTO_TEST_CASE(verify_while_appending_and_rolling) {
 }
 
 
-BOOST_AUTO_TEST_CASE(readers_tailing_with_wait_for_see_every_record) {
+BOOST_AUTO_TEST_CASE(readers_tailing_with_wait_for_see_every_record, *boost::unit_test::timeout(120)) {
   TempDir dir;
   Log<> log(dir.path(), SmallSegments());
   constexpr int kRecords = 2000;
   std::vector<std::thread> readers;
   std::atomic<int> bad{0};
-  for (int r = 0; r < 2; ++r)
-    readers.emplace_back([&] {
+  // One reader blocks at once, one polls first (spin).
+  for (const auto spin : {std::chrono::microseconds(0), std::chrono::microseconds(200)})
+    readers.emplace_back([&, spin] {
       for (std::uint64_t o = 0; o < kRecords; ++o) {
-        if (!log.WaitFor(o, std::chrono::seconds(30))) {
+        if (!log.WaitFor(o, std::chrono::seconds(30), spin)) {
           ++bad;
           return;
         }
@@ -232,7 +233,14 @@ BOOST_AUTO_TEST_CASE(readers_tailing_with_wait_for_see_every_record) {
   // Waiting for an offset not there yet: false after the timeout, or when
   // the log closes.
   BOOST_TEST(!log.WaitFor(kRecords, std::chrono::milliseconds(1)));
+  // The spin is bounded by the timeout (an hour of it would time the test out).
+  BOOST_TEST(!log.WaitFor(kRecords, std::chrono::milliseconds(1), std::chrono::hours(1)));
+  // A timeout as long as a duration can hold, with a spin, does not overflow:
+  // the wait ends when the record arrives.
+  std::thread appender([&] { log.Append(Record{0, Value(0, kRecords)}); });
+  BOOST_TEST(log.WaitFor(kRecords, std::chrono::hours::max(), std::chrono::microseconds(100)));
+  appender.join();
   std::thread closer([&] { log.Close(); });
-  BOOST_TEST(!log.WaitFor(kRecords, std::chrono::seconds(30)));
+  BOOST_TEST(!log.WaitFor(kRecords + 1, std::chrono::hours::max()));
   closer.join();
 }

@@ -242,15 +242,36 @@ class Log {
   /// Waits until the record at `offset` can be read (NextOffset() > offset),
   /// the log is closed, or `timeout` passes; returns whether it can. For
   /// readers tailing the log: an Append wakes them as it returns, with no
-  /// cost to appends while nobody waits beyond one fence.
+  /// cost to appends while nobody waits beyond one fence. With `spin`, the
+  /// reader first polls for up to that long (yielding the CPU between
+  /// polls) before it blocks: it sees a record microseconds sooner than a
+  /// wake-up can deliver it, at the cost of a busy core, so spin only where
+  /// readers have cores of their own.
   template <class Rep, class Period>
-  bool WaitFor(std::uint64_t offset, std::chrono::duration<Rep, Period> timeout) const {
+  bool WaitFor(std::uint64_t offset, std::chrono::duration<Rep, Period> timeout,
+               std::chrono::nanoseconds spin = std::chrono::nanoseconds::zero()) const {
     auto ready = [&] { return next_offset_.load(std::memory_order_acquire) > offset || closed_.load(); };
     if (ready()) return next_offset_.load(std::memory_order_acquire) > offset;
+    // Time is kept as double seconds: a timeout as long as duration::max()
+    // must not overflow. The time spun counts against the timeout.
+    using Seconds = std::chrono::duration<double>;
+    const Seconds left = timeout;
+    const auto spent = [start = std::chrono::steady_clock::now()] { return std::chrono::steady_clock::now() - start; };
+    if (spin > std::chrono::nanoseconds::zero()) {
+      const Seconds budget = std::min<Seconds>(spin, left);
+      do {
+        for (int i = 0; i < 16; ++i) {
+          std::this_thread::yield();
+          if (ready()) return next_offset_.load(std::memory_order_acquire) > offset;
+        }
+      } while (spent() < budget);
+    }
     tail_waiters_.fetch_add(1, std::memory_order_seq_cst);
     {
       std::unique_lock lock(tail_mu_);
-      tail_cv_.wait_for(lock, timeout, ready);
+      // In waits of at most a day, which the clock adds without overflow.
+      while (!ready() && spent() < left)
+        tail_cv_.wait_for(lock, std::min<Seconds>(left - spent(), std::chrono::hours(24)), ready);
     }
     tail_waiters_.fetch_sub(1, std::memory_order_relaxed);
     return next_offset_.load(std::memory_order_acquire) > offset;
