@@ -19,6 +19,7 @@
 #include <logsync/codec.hpp>
 #include <logsync/config.hpp>
 #include <logsync/detail/file.hpp>
+#include <logsync/detail/reader_registry.hpp>
 #include <logsync/error.hpp>
 #include <logsync/record.hpp>
 #include <logsync/segment.hpp>
@@ -197,9 +198,28 @@ class Log {
   decltype(auto) View(std::uint64_t offset, F&& fn) const {
     CheckOpen();
     if (offset >= next_offset_.load(std::memory_order_acquire)) throw OffsetOutOfRange(offset);
-    // The segment is used under the shared lock rather than copied out
-    // (a shared_ptr copy is two more atomic operations on a line every
-    // reader shares); Truncate and rolls wait for the read.
+    // No locked instruction on this path (see detail/reader_registry.hpp):
+    // the reader announces itself in its own slot and uses the published
+    // segment table; Truncate, rolls and Close wait for it before they free
+    // a table or unmap a segment.
+    detail::ReaderRegistry::Guard guard(readers_);
+    if (!guard.Registered()) return ViewLocked(offset, fn);
+    const SegmentTable* table = table_.load(std::memory_order_acquire);
+    if (table == nullptr) {
+      CheckOpen();  // a Close raced this call
+      throw OffsetOutOfRange(offset);
+    }
+    const auto it = std::upper_bound(table->bases.begin(), table->bases.end(), offset);
+    if (it == table->bases.begin()) throw OffsetOutOfRange(offset);
+    const Segment& seg = *table->segments[static_cast<std::size_t>(it - table->bases.begin()) - 1];
+    if (offset >= seg.NextOffset()) throw OffsetOutOfRange(offset);
+    return fn(seg.Payload(offset));
+  }
+
+ private:
+  // View for threads without a reader slot: under the shared lock.
+  template <class F>
+  decltype(auto) ViewLocked(std::uint64_t offset, F& fn) const {
     std::shared_lock lock(segments_mu_);
     auto it = std::upper_bound(segments_.begin(), segments_.end(), offset,
                                [](std::uint64_t o, const SegmentPtr& s) { return o < s->BaseOffset(); });
@@ -213,6 +233,7 @@ class Log {
     return fn(seg.Payload(offset));
   }
 
+ public:
   /// The records from `from` (at least LowestOffset()) to the last one
   /// appended before this call, in offset order. The range keeps the
   /// segments it reads alive, so a concurrent Truncate does not cut it short;
@@ -335,6 +356,7 @@ class Log {
       gone.assign(segments_.begin(), segments_.begin() + static_cast<std::ptrdiff_t>(k));
       segments_.erase(segments_.begin(), segments_.begin() + static_cast<std::ptrdiff_t>(k));
       lowest_offset_.store(segments_.front()->BaseOffset(), std::memory_order_release);
+      PublishTable();  // readers are done with `gone` when it returns
     }
     for (const auto& seg : gone) seg->RemoveFiles();
     detail::SyncDirectory(dir_);
@@ -553,6 +575,24 @@ class Log {
            records <= config_.segment.max_index_bytes / kIndexEntryBytes;
   }
 
+  // Publishes segments_ (segments_mu_ held exclusively) to the lock-free
+  // readers, and frees the table it replaces once no reader can hold it:
+  // on return, no reader uses a segment that is no longer in segments_.
+  void PublishTable() {
+    std::unique_ptr<const SegmentTable> next;
+    if (!segments_.empty()) {
+      auto t = std::make_unique<SegmentTable>();
+      for (const auto& seg : segments_) {
+        t->bases.push_back(seg->BaseOffset());
+        t->segments.push_back(seg.get());
+      }
+      next = std::move(t);
+    }
+    table_.store(next.get(), std::memory_order_release);
+    std::swap(next, table_owner_);
+    readers_.Synchronize();
+  }
+
   // Seals the active segment and starts a new one at its next offset
   // (append lock held). The sealed segment is synced first, so a crash can
   // only ever lose a suffix of the newest segment.
@@ -573,6 +613,7 @@ class Log {
     }
     std::unique_lock w(segments_mu_);
     segments_.push_back(next);
+    PublishTable();
     return *next;
   }
 
@@ -656,6 +697,7 @@ class Log {
       segments_ = std::move(segs);
       lowest_offset_.store(segments_.front()->BaseOffset(), std::memory_order_release);
       next_offset_.store(segments_.back()->NextOffset(), std::memory_order_release);
+      PublishTable();
     }
     synced_next_ = 0;  // what a previous process left may still be in the page cache only
     if constexpr (detail::PeriodicSync<S>) {
@@ -703,6 +745,7 @@ class Log {
     {
       std::unique_lock w(segments_mu_);
       segs.swap(segments_);
+      PublishTable();  // readers are done with `segs` when it returns
     }
     try {
       if (!poisoned_.load() && !segs.empty()) segs.back()->Seal();
@@ -742,6 +785,15 @@ class Log {
   detail::File lock_file_;
   mutable std::shared_mutex segments_mu_;  // guards segments_
   Segments segments_;
+  // What Read and View use without the lock: the segments and their base
+  // offsets, published after every change to segments_ (PublishTable).
+  struct SegmentTable {
+    std::vector<std::uint64_t> bases;
+    std::vector<const Segment*> segments;
+  };
+  std::atomic<const SegmentTable*> table_{nullptr};
+  std::unique_ptr<const SegmentTable> table_owner_;
+  detail::ReaderRegistry readers_;
   std::mutex append_mu_;  // one writer at a time; segments_ changes only under it
   std::atomic<std::uint64_t> next_offset_{0}, lowest_offset_{0};
   std::atomic<bool> closed_{false}, poisoned_{false};
