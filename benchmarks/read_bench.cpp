@@ -4,6 +4,8 @@
 //   BM_ReadRandom    Log::Read of random offsets, 1 and 2 threads
 //   BM_ViewRandom    Log::View of random offsets (zero-copy; the payload is
 //                    copied out to a buffer, as pread does), 1 and 2 threads
+//   BM_ViewBatchRandom  Log::ViewBatch of 16 random offsets at a time (it
+//                    prefetches), payloads copied out; items are records
 //   BM_Memcpy        memcpy bandwidth over 64 MiB
 //   BM_Scan          a full Log::Scan, bytes_per_second counts payload bytes
 // The log has LOGSYNC_BENCH_RECORDS records (default 200,000; warm cache).
@@ -88,6 +90,22 @@ void BM_ViewRandom(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_ViewRandom)->Threads(1)->Threads(2)->UseRealTime();
+
+void BM_ViewBatchRandom(benchmark::State& state) {
+  Fixture& f = Data();
+  std::mt19937_64 rng(state.thread_index() + 1);
+  std::array<std::byte, 256> buf;
+  std::array<std::uint64_t, 16> offsets;
+  for (auto _ : state) {
+    for (auto& o : offsets) o = rng() % f.records;
+    f.log->ViewBatch(offsets, [&](std::uint64_t, std::span<const std::byte> payload) {
+      std::memcpy(buf.data(), payload.data(), payload.size());
+    });
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(offsets.size()));
+}
+BENCHMARK(BM_ViewBatchRandom)->Threads(1)->Threads(2)->UseRealTime();
 
 void BM_Memcpy(benchmark::State& state) {
   std::vector<char> a(64 << 20, 'x'), b(64 << 20);

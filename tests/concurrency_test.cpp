@@ -244,3 +244,84 @@ BOOST_AUTO_TEST_CASE(readers_tailing_with_wait_for_see_every_record, *boost::uni
   BOOST_TEST(!log.WaitFor(kRecords + 1, std::chrono::hours::max()));
   closer.join();
 }
+
+// The lock-free read path (detail/reader_registry.hpp): a writer's
+// Synchronize waits for a reader inside its guard, and only for it.
+BOOST_AUTO_TEST_CASE(synchronize_waits_for_a_reader_inside_its_guard, *boost::unit_test::timeout(120)) {
+  logsync::detail::ReaderRegistry registry;
+  std::atomic<bool> inside{false}, started{false}, returned{false}, leave{false};
+  std::thread reader([&] {
+    logsync::detail::ReaderRegistry::Guard guard(registry);
+    BOOST_TEST(guard.Registered());
+    {
+      logsync::detail::ReaderRegistry::Guard nested(registry);  // nesting keeps the reader in
+    }
+    inside = true;
+    while (!leave.load()) std::this_thread::yield();
+  });
+  while (!inside.load()) std::this_thread::yield();
+  std::thread writer([&] {
+    started = true;
+    registry.Synchronize();
+    returned = true;
+  });
+  while (!started.load()) std::this_thread::yield();
+  // A Synchronize that did not wait would return within these yields.
+  bool early = false;
+  for (int i = 0; i < 20000 && !early; ++i) {
+    early = returned.load();
+    std::this_thread::yield();
+  }
+  BOOST_TEST(!early);
+  leave = true;
+  reader.join();
+  writer.join();
+  BOOST_TEST(returned.load());
+  registry.Synchronize();  // nobody inside: returns at once
+}
+
+// More reading threads than reader slots: the ones without a slot read
+// under the shared lock, while segments roll and are truncated away.
+BOOST_AUTO_TEST_CASE(more_readers_than_slots_fall_back_to_the_lock, *boost::unit_test::timeout(300)) {
+  TempDir dir;
+  Log<> log(dir.path(), SmallSegments());
+  for (int s = 0; s < 200; ++s) log.Append(Record{0, Value(0, s)});
+  constexpr int kThreads = static_cast<int>(logsync::detail::ReaderRegistry::kSlots) + 44;
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false};
+  std::atomic<std::uint64_t> bad{0}, reads{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&] {
+      // A first read takes the thread's number; every thread stays alive
+      // until all have one, so all numbers are distinct.
+      log.View(0, [](std::span<const std::byte>) {});
+      ++ready;
+      while (!go.load()) std::this_thread::yield();
+      for (int i = 0; i < 20; ++i) {
+        const std::uint64_t low = log.LowestOffset(), next = log.NextOffset();
+        try {
+          log.View(low + (next - low) / 2, [&](std::span<const std::byte> p) {
+            if (!WellFormed(std::string(reinterpret_cast<const char*>(p.data()), p.size()))) ++bad;
+          });
+          ++reads;
+        } catch (const logsync::OffsetOutOfRange&) {
+          // truncated between the loads: allowed
+        }
+      }
+    });
+  while (ready.load() < kThreads) std::this_thread::yield();
+  go = true;
+  for (int s = 200; s < 2000; ++s) {
+    log.Append(Record{0, Value(0, s)});
+    if (s % 100 == 0) log.Truncate(log.NextOffset() - 150);
+  }
+  for (auto& t : threads) t.join();
+  BOOST_TEST(bad.load() == 0U);
+  BOOST_TEST(reads.load() > 0U);
+  BOOST_TEST(logsync::detail::ThreadNumbers::HighWater() > logsync::detail::ReaderRegistry::kSlots);
+  // Numbers of exited threads are reused: new threads do not raise the mark.
+  const auto mark = logsync::detail::ThreadNumbers::HighWater();
+  std::thread([&] { BOOST_TEST(logsync::detail::ThreadNumbers::Mine() < mark); }).join();
+  BOOST_TEST(logsync::detail::ThreadNumbers::HighWater() == mark);
+}

@@ -106,6 +106,31 @@ BOOST_AUTO_TEST_CASE(view_gives_the_payload_without_a_copy) {
   BOOST_CHECK_THROW(log.View(39, [](std::span<const std::byte>) { return 0; }), logsync::StateError);
 }
 
+BOOST_AUTO_TEST_CASE(view_batch_visits_offsets_in_order) {
+  TempDir dir;
+  Log<> log(dir.path(), Small(256));
+  for (std::uint64_t i = 0; i < 100; ++i) log.Append(Rec(Value(i)));
+  BOOST_TEST(log.SegmentCount() > 3U);
+  // Scattered over every segment, with repeats, longer than one prefetch round.
+  std::vector<std::uint64_t> offsets;
+  for (std::uint64_t i = 0; i < 70; ++i) offsets.push_back((i * 37) % 100);
+  std::vector<std::uint64_t> seen;
+  log.ViewBatch(offsets, [&](std::uint64_t o, std::span<const std::byte> p) {
+    seen.push_back(o);
+    BOOST_TEST(std::string(reinterpret_cast<const char*>(p.data()), p.size()) == Value(o));
+  });
+  BOOST_TEST(seen == offsets);
+  log.ViewBatch({}, [](std::uint64_t, std::span<const std::byte>) { BOOST_FAIL("called for an empty batch"); });
+  // One offset out of range: nothing is visited.
+  offsets.push_back(100);
+  bool called = false;
+  BOOST_CHECK_EXCEPTION(log.ViewBatch(offsets, [&](std::uint64_t, std::span<const std::byte>) { called = true; }),
+                        logsync::OffsetOutOfRange, [](const logsync::OffsetOutOfRange& e) { return e.offset() == 100U; });
+  BOOST_TEST(!called);
+  log.Close();
+  BOOST_CHECK_THROW(log.ViewBatch(seen, [](std::uint64_t, std::span<const std::byte>) {}), logsync::StateError);
+}
+
 BOOST_AUTO_TEST_CASE(init_with_existing_segments) {
   TempDir dir;
   {
@@ -725,6 +750,12 @@ BOOST_AUTO_TEST_CASE(corrupt_record_is_reported_and_others_stay_readable) {
     bool called = false;
     BOOST_CHECK_THROW(log.View(4, [&](std::span<const std::byte>) { called = true; }), logsync::CorruptionError);
     BOOST_TEST(!called);  // a damaged frame never reaches the callback
+    // A batch visits the records before the damaged one, then throws.
+    const std::vector<std::uint64_t> batch{2, 3, 4, 5};
+    std::vector<std::uint64_t> visited;
+    BOOST_CHECK_THROW(log.ViewBatch(batch, [&](std::uint64_t o, std::span<const std::byte>) { visited.push_back(o); }),
+                      logsync::CorruptionError);
+    BOOST_TEST((visited == std::vector<std::uint64_t>{2, 3}));
     BOOST_TEST(log.Read(3).value == "payload-3");
     BOOST_TEST(log.Read(5).value == "payload-5");
   }

@@ -29,6 +29,7 @@
 #include <logsync/verify.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <concepts>
@@ -72,6 +73,12 @@ class Log {
 
   using SegmentPtr = std::shared_ptr<Segment>;
   using Segments = std::vector<SegmentPtr>;
+  // What Read and View use without the lock: the segments and their base
+  // offsets, published after every change to segments_ (PublishTable).
+  struct SegmentTable {
+    std::vector<std::uint64_t> bases;
+    std::vector<const Segment*> segments;
+  };
 
  public:
   using record_type = R;
@@ -204,7 +211,47 @@ class Log {
     // a table or unmap a segment.
     detail::ReaderRegistry::Guard guard(readers_);
     if (!guard.Registered()) return ViewLocked(offset, fn);
+    return fn(Find(table_.load(std::memory_order_acquire), offset).Payload(offset));
+  }
+
+  /// View of many records: calls `fn(offset, payload)` for each of
+  /// `offsets`, in order, with the views valid only during each call (the
+  /// rules of View apply). Faster than one View per offset for offsets
+  /// scattered over the log: it starts loading the index entries and frames
+  /// of up to 16 records before it checks the first. Throws
+  /// OffsetOutOfRange before calling `fn` at all if any offset is not held;
+  /// a CorruptionError at the first bad frame, after `fn` has seen the
+  /// records before it.
+  template <class F>
+    requires std::invocable<F&, std::uint64_t, std::span<const std::byte>>
+  void ViewBatch(std::span<const std::uint64_t> offsets, F&& fn) const {
+    CheckOpen();
+    detail::ReaderRegistry::Guard guard(readers_);
+    if (!guard.Registered()) {
+      std::shared_lock lock(segments_mu_);
+      for (const std::uint64_t o : offsets) FindLocked(o, lock);  // every range first
+      for (const std::uint64_t o : offsets) fn(o, FindLocked(o, lock).Payload(o));
+      return;
+    }
     const SegmentTable* table = table_.load(std::memory_order_acquire);
+    for (const std::uint64_t o : offsets) Find(table, o);  // every range first
+    constexpr std::size_t kAhead = 16;
+    std::array<const Segment*, kAhead> segs;
+    for (std::size_t i = 0; i < offsets.size(); i += kAhead) {
+      const std::size_t n = std::min(kAhead, offsets.size() - i);
+      for (std::size_t j = 0; j < n; ++j) {
+        segs[j] = &Find(table, offsets[i + j]);
+        segs[j]->PrefetchEntry(offsets[i + j]);
+      }
+      for (std::size_t j = 0; j < n; ++j) segs[j]->PrefetchFrame(offsets[i + j]);
+      for (std::size_t j = 0; j < n; ++j) fn(offsets[i + j], segs[j]->Payload(offsets[i + j]));
+    }
+  }
+
+ private:
+  // The segment holding `offset` in a published table (reader guard held);
+  // throws OffsetOutOfRange, or StateError when the log is closed.
+  const Segment& Find(const SegmentTable* table, std::uint64_t offset) const {
     if (table == nullptr) {
       CheckOpen();  // a Close raced this call
       throw OffsetOutOfRange(offset);
@@ -213,14 +260,11 @@ class Log {
     if (it == table->bases.begin()) throw OffsetOutOfRange(offset);
     const Segment& seg = *table->segments[static_cast<std::size_t>(it - table->bases.begin()) - 1];
     if (offset >= seg.NextOffset()) throw OffsetOutOfRange(offset);
-    return fn(seg.Payload(offset));
+    return seg;
   }
 
- private:
-  // View for threads without a reader slot: under the shared lock.
-  template <class F>
-  decltype(auto) ViewLocked(std::uint64_t offset, F& fn) const {
-    std::shared_lock lock(segments_mu_);
+  // The same under the shared lock.
+  const Segment& FindLocked(std::uint64_t offset, std::shared_lock<std::shared_mutex>& lock) const {
     auto it = std::upper_bound(segments_.begin(), segments_.end(), offset,
                                [](std::uint64_t o, const SegmentPtr& s) { return o < s->BaseOffset(); });
     if (it == segments_.begin()) {
@@ -230,7 +274,14 @@ class Log {
     }
     const Segment& seg = **std::prev(it);
     if (offset >= seg.NextOffset()) throw OffsetOutOfRange(offset);
-    return fn(seg.Payload(offset));
+    return seg;
+  }
+
+  // View for threads without a reader slot: under the shared lock.
+  template <class F>
+  decltype(auto) ViewLocked(std::uint64_t offset, F& fn) const {
+    std::shared_lock lock(segments_mu_);
+    return fn(FindLocked(offset, lock).Payload(offset));
   }
 
  public:
@@ -785,12 +836,7 @@ class Log {
   detail::File lock_file_;
   mutable std::shared_mutex segments_mu_;  // guards segments_
   Segments segments_;
-  // What Read and View use without the lock: the segments and their base
-  // offsets, published after every change to segments_ (PublishTable).
-  struct SegmentTable {
-    std::vector<std::uint64_t> bases;
-    std::vector<const Segment*> segments;
-  };
+  // What Read and View use without the lock (SegmentTable, above).
   std::atomic<const SegmentTable*> table_{nullptr};
   std::unique_ptr<const SegmentTable> table_owner_;
   detail::ReaderRegistry readers_;
