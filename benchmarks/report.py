@@ -153,7 +153,8 @@ def main():
     for t in [1, 2]:
         table(f"W4 random reads, {t} thread" + ("s" if t > 1 else ""), "pread at known positions",
               f"BM_PreadRandom/real_time/threads:{t}",
-              [("Read", f"BM_ReadRandom/real_time/threads:{t}"), ("View (zero-copy)", f"BM_ViewRandom/real_time/threads:{t}")],
+              [("Read", f"BM_ReadRandom/real_time/threads:{t}"), ("View (zero-copy)", f"BM_ViewRandom/real_time/threads:{t}"),
+               ("ViewBatch of 16", f"BM_ViewBatchRandom/real_time/threads:{t}")],
               f"W4ReadRandom/real_time/threads:{t}")
     table("W5 full scan (payload)", "memcpy", "BM_Memcpy", [("Scan", "BM_Scan")], "W5Scan", unit="MB/s", key=mbps)
 
@@ -172,13 +173,17 @@ def main():
             rows.append(("W6", label, b["real_time"], "ms", ""))
 
     md.append("\n### W7 tailing: visibility latency (us)\n")
-    md.append("| appender | p50 | p99 | records/s |\n|---|---|---|---|")
-    for label, name in [("one record every 20 us", "BM_TailLatency/20"),
-                        ("unpaced", "BM_TailLatency/0")]:
+    md.append("| appender | readers | p50 | p99 | records/s |\n|---|---|---|---|---|")
+    for label, readers, name in [
+            ("one record every 20 us", "ceiling: a condition variable wake-up, no log", "BM_WakeCeiling/20"),
+            ("one record every 20 us", "WaitFor (block)", "BM_TailLatency/20/0"),
+            ("one record every 20 us", "WaitFor, spin 50 us", "BM_TailLatency/20/50"),
+            ("unpaced", "WaitFor (block)", "BM_TailLatency/0/0"),
+            ("unpaced", "WaitFor, spin 50 us", "BM_TailLatency/0/50")]:
         b = get(name)
         if b:
-            md.append(f"| {label} | {b['p50_us']:.1f} | {b['p99_us']:.1f} | {b['records_per_s']:,.0f} |")
-            rows.append(("W7", label + " p99", b["p99_us"], "us", ""))
+            md.append(f"| {label} | {readers} | {b['p50_us']:.1f} | {b['p99_us']:.1f} | {b['records_per_s']:,.0f} |")
+            rows.append(("W7", f"{label}, {readers} p99", b["p99_us"], "us", ""))
 
     md.append("\n### Replication (3 nodes on loopback), records/s\n")
     md.append("| | records/s | vs single-node durable append |\n|---|---|---|")
