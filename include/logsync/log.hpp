@@ -668,6 +668,8 @@ class Log {
     return *next;
   }
 
+  static constexpr int kLeaderYields = 8;
+
   // Group commit: returns once every offset below `target` is durable. One
   // caller syncs the active store; the others wait for it and share it.
   void SyncThrough(std::uint64_t target, bool force = false) {
@@ -682,6 +684,11 @@ class Log {
       syncing_ = true;
       force = false;
       lock.unlock();
+      // Appenders the last sync released may be runnable but not running
+      // yet (more threads than cores): give them the CPU for a moment, so
+      // that their records join this sync rather than wait out the next.
+      // With nothing else runnable a yield returns at once.
+      for (int i = 0; i < kLeaderYields; ++i) std::this_thread::yield();
       // Read the target before finding the active segment: every offset
       // below it is in that segment or in one sealed (synced) before it.
       const std::uint64_t upto = next_offset_.load(std::memory_order_acquire);
