@@ -198,10 +198,10 @@ def main():
 
     md.append("\n### Peak resident memory (MiB) per program\n")
     md.append("| program | peak RSS |\n|---|---|")
-    md.append("(file pages of the mapped stores count as resident while they are in the page cache)\n")
     for name, kib in rss.items():
         if kib:
             md.append(f"| {name} | {kib / 1024:.0f} |")
+    md.append("\n(File pages of the mapped stores count as resident while they are in the page cache.)")
 
     machine = (f"{os.cpu_count()} cores, {platform.platform()}, "
                f"filesystem of {env.get('TMPDIR', '/tmp')}: "
