@@ -31,11 +31,32 @@ using namespace logsync;
 
 namespace {
 
+// A scratch file and the frame of a record of state.range(0) bytes, which
+// the ceilings and floors write over and over.
+struct RawTarget {
+  RawTarget(const benchmark::State& state, const char* name)
+      : dir(name),
+        fd(bench::OpenScratchFile(dir.path() / name)),
+        frame(bench::Frame(0, std::string(static_cast<std::size_t>(state.range(0)), 'v'))) {}
+  ~RawTarget() { ::close(fd); }
+  RawTarget(const RawTarget&) = delete;
+  RawTarget& operator=(const RawTarget&) = delete;
+
+  bench::ScratchDir dir;
+  int fd;
+  std::vector<std::byte> frame;
+};
+
+// Records/s and the bytes of their frames.
+void Report(benchmark::State& state, std::size_t frame_bytes) {
+  state.SetItemsProcessed(state.iterations());
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(frame_bytes));
+}
+
 void BM_RawWrite(benchmark::State& state) {
-  const std::size_t size = static_cast<std::size_t>(state.range(0));
-  bench::ScratchDir dir("raw");
-  const int fd = bench::OpenScratchFile(dir.path() / "raw");
-  const auto frame = bench::Frame(0, std::string(size, 'v'));
+  RawTarget t(state, "raw");
+  const int fd = t.fd;
+  const auto& frame = t.frame;
   std::vector<std::byte> buf(1 << 20);
   std::size_t used = 0;
   for (auto _ : state) {
@@ -47,16 +68,13 @@ void BM_RawWrite(benchmark::State& state) {
     used += frame.size();
   }
   bench::WriteAll(fd, buf.data(), used);
-  ::close(fd);
-  state.SetItemsProcessed(state.iterations());
-  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(frame.size()));
+  Report(state, frame.size());
 }
 
 void BM_MappedCopy(benchmark::State& state) {
-  const std::size_t size = static_cast<std::size_t>(state.range(0));
-  bench::ScratchDir dir("mapped");
-  const int fd = bench::OpenScratchFile(dir.path() / "mapped");
-  const auto frame = bench::Frame(0, std::string(size, 'v'));
+  RawTarget t(state, "mapped");
+  const int fd = t.fd;
+  const auto& frame = t.frame;
   const std::size_t capacity = kDefaultMaxStoreBytes;
   const std::size_t step = std::clamp<std::size_t>(capacity / 16, 1, 8 << 20);  // as the store allocates
   void* map = ::mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -73,25 +91,20 @@ void BM_MappedCopy(benchmark::State& state) {
     used += frame.size();
   }
   ::munmap(map, capacity);
-  ::close(fd);
-  state.SetItemsProcessed(state.iterations());
-  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(frame.size()));
+  Report(state, frame.size());
 }
 
 void BM_PwriteEach(benchmark::State& state) {
-  const std::size_t size = static_cast<std::size_t>(state.range(0));
-  bench::ScratchDir dir("pwrite");
-  const int fd = bench::OpenScratchFile(dir.path() / "pwrite");
-  const auto frame = bench::Frame(0, std::string(size, 'v'));
+  RawTarget t(state, "pwrite");
+  const int fd = t.fd;
+  const auto& frame = t.frame;
   off_t pos = 0;
   for (auto _ : state) {
     if (::pwrite(fd, frame.data(), frame.size(), pos) != static_cast<ssize_t>(frame.size()))
       state.SkipWithError("pwrite failed");
     pos += static_cast<off_t>(frame.size());
   }
-  ::close(fd);
-  state.SetItemsProcessed(state.iterations());
-  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(frame.size()));
+  Report(state, frame.size());
 }
 
 void BM_Append(benchmark::State& state) {
@@ -100,8 +113,7 @@ void BM_Append(benchmark::State& state) {
   Log<> log(dir.path());
   const Record r{0, std::string(size, 'v')};
   for (auto _ : state) benchmark::DoNotOptimize(log.Append(r));
-  state.SetItemsProcessed(state.iterations());
-  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(size + kFrameHeaderBytes));
+  Report(state, size + kFrameHeaderBytes);
 }
 
 void BM_WriteFdatasync(benchmark::State& state) {
