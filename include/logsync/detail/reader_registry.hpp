@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -146,10 +147,14 @@ class ReaderRegistry {
   /// Returns once every reader that was inside a Guard when this call began
   /// has left it. Call after unpublishing what readers must stop using.
   void Synchronize() const {
-    if (AsymmetricFences())
-      ::syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
-    else
+    if (AsymmetricFences()) {
+      // Registered before any reader ran (and inherited by fork), so the
+      // kernel has no reason to refuse; if it did, readers' orders would be
+      // unknown, and carrying on could unmap a segment under one.
+      if (::syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) std::terminate();
+    } else {
       std::atomic_thread_fence(std::memory_order_seq_cst);
+    }
     const std::uint32_t n = std::min(ThreadNumbers::HighWater(), kSlots);
     for (std::uint32_t i = 0; i < n; ++i) {
       const std::uint64_t seq = slots_[i].seq.load(std::memory_order_acquire);
