@@ -135,13 +135,13 @@ class Index {
   /// Published entries.
   std::uint64_t Count() const noexcept { return count_.load(std::memory_order_acquire); }
 
-  /// Entry i, which must be below Capacity() (and below Count() unless the
-  /// caller is the writer or the recovery).
   /// Starts loading entry i (< Capacity()) into the cache.
   void Prefetch(std::uint64_t i) const noexcept {
     __builtin_prefetch(base_ + kIndexHeaderBytes + i * kIndexEntryBytes);
   }
 
+  /// Entry i, which must be below Capacity() (and below Count() unless the
+  /// caller is the writer or the recovery).
   IndexEntry At(std::uint64_t i) const noexcept {
     const std::byte* p = base_ + kIndexHeaderBytes + i * kIndexEntryBytes;
     return {detail::LoadLE<std::uint32_t>(p), detail::LoadLE<std::uint32_t>(p + 4),

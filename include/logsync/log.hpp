@@ -41,6 +41,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <shared_mutex>
 #include <span>
@@ -210,8 +211,9 @@ class Log {
     // segment table; Truncate, rolls and Close wait for it before they free
     // a table or unmap a segment.
     detail::ReaderRegistry::Guard guard(readers_);
-    if (!guard.Registered()) return ViewLocked(offset, fn);
-    return fn(Find(table_.load(std::memory_order_acquire), offset).Payload(offset));
+    const SegmentTable* table = guard.Registered() ? table_.load(std::memory_order_acquire) : nullptr;
+    if (table == nullptr) return ViewLocked(offset, fn);  // no slot, or closed
+    return fn(Find(*table, offset).Payload(offset));
   }
 
   /// View of many records: calls `fn(offset, payload)` for each of
@@ -227,20 +229,20 @@ class Log {
   void ViewBatch(std::span<const std::uint64_t> offsets, F&& fn) const {
     CheckOpen();
     detail::ReaderRegistry::Guard guard(readers_);
-    if (!guard.Registered()) {
+    const SegmentTable* table = guard.Registered() ? table_.load(std::memory_order_acquire) : nullptr;
+    if (table == nullptr) {  // no slot, or closed
       std::shared_lock lock(segments_mu_);
       for (const std::uint64_t o : offsets) FindLocked(o, lock);  // every range first
       for (const std::uint64_t o : offsets) fn(o, FindLocked(o, lock).Payload(o));
       return;
     }
-    const SegmentTable* table = table_.load(std::memory_order_acquire);
-    for (const std::uint64_t o : offsets) Find(table, o);  // every range first
+    for (const std::uint64_t o : offsets) Find(*table, o);  // every range first
     constexpr std::size_t kAhead = 16;
     std::array<const Segment*, kAhead> segs;
     for (std::size_t i = 0; i < offsets.size(); i += kAhead) {
       const std::size_t n = std::min(kAhead, offsets.size() - i);
       for (std::size_t j = 0; j < n; ++j) {
-        segs[j] = &Find(table, offsets[i + j]);
+        segs[j] = &Find(*table, offsets[i + j]);
         segs[j]->PrefetchEntry(offsets[i + j]);
       }
       for (std::size_t j = 0; j < n; ++j) segs[j]->PrefetchFrame(offsets[i + j]);
@@ -250,20 +252,16 @@ class Log {
 
  private:
   // The segment holding `offset` in a published table (reader guard held);
-  // throws OffsetOutOfRange, or StateError when the log is closed.
-  const Segment& Find(const SegmentTable* table, std::uint64_t offset) const {
-    if (table == nullptr) {
-      CheckOpen();  // a Close raced this call
-      throw OffsetOutOfRange(offset);
-    }
-    const auto it = std::upper_bound(table->bases.begin(), table->bases.end(), offset);
-    if (it == table->bases.begin()) throw OffsetOutOfRange(offset);
-    const Segment& seg = *table->segments[static_cast<std::size_t>(it - table->bases.begin()) - 1];
+  // throws OffsetOutOfRange.
+  const Segment& Find(const SegmentTable& table, std::uint64_t offset) const {
+    const auto it = std::upper_bound(table.bases.begin(), table.bases.end(), offset);
+    if (it == table.bases.begin()) throw OffsetOutOfRange(offset);
+    const Segment& seg = *table.segments[static_cast<std::size_t>(it - table.bases.begin()) - 1];
     if (offset >= seg.NextOffset()) throw OffsetOutOfRange(offset);
     return seg;
   }
 
-  // The same under the shared lock.
+  // The same under the shared lock; StateError when the log is closed.
   const Segment& FindLocked(std::uint64_t offset, std::shared_lock<std::shared_mutex>& lock) const {
     auto it = std::upper_bound(segments_.begin(), segments_.end(), offset,
                                [](std::uint64_t o, const SegmentPtr& s) { return o < s->BaseOffset(); });
@@ -277,7 +275,8 @@ class Log {
     return seg;
   }
 
-  // View for threads without a reader slot: under the shared lock.
+  // View under the shared lock: for threads without a reader slot, and
+  // while no table is published (closed, or a table could not be built).
   template <class F>
   decltype(auto) ViewLocked(std::uint64_t offset, F& fn) const {
     std::shared_lock lock(segments_mu_);
@@ -629,15 +628,21 @@ class Log {
   // Publishes segments_ (segments_mu_ held exclusively) to the lock-free
   // readers, and frees the table it replaces once no reader can hold it:
   // on return, no reader uses a segment that is no longer in segments_.
-  void PublishTable() {
+  // Without memory for a new table, readers take the shared lock until the
+  // next publish.
+  void PublishTable() noexcept {
     std::unique_ptr<const SegmentTable> next;
-    if (!segments_.empty()) {
-      auto t = std::make_unique<SegmentTable>();
-      for (const auto& seg : segments_) {
-        t->bases.push_back(seg->BaseOffset());
-        t->segments.push_back(seg.get());
+    try {
+      if (!segments_.empty()) {
+        auto t = std::make_unique<SegmentTable>();
+        for (const auto& seg : segments_) {
+          t->bases.push_back(seg->BaseOffset());
+          t->segments.push_back(seg.get());
+        }
+        next = std::move(t);
       }
-      next = std::move(t);
+    } catch (const std::bad_alloc&) {
+      next.reset();
     }
     table_.store(next.get(), std::memory_order_release);
     std::swap(next, table_owner_);
