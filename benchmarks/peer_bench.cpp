@@ -172,136 +172,118 @@ struct BeKey {
 };
 
 // ---------------------------------------------------------------------------
-// RocksDB
-#if LOGSYNC_HAVE_ROCKSDB
-class RocksDB {
- public:
-  static constexpr const char* kName = "RocksDB";
+// RocksDB and LevelDB: one adapter over the API RocksDB kept from LevelDB.
+// Api names the library's types and what differs between the two: closing,
+// a WriteBatch::Put that returns a Status or nothing, and settling.
+#if LOGSYNC_HAVE_ROCKSDB || LOGSYNC_HAVE_LEVELDB
+template <class Api>
+class Lsm {
+  using Slice = typename Api::Slice;
 
-  RocksDB(const fs::path& dir, Sync sync) {
-    rocksdb::Options options;
+ public:
+  static constexpr const char* kName = Api::kName;
+
+  Lsm(const fs::path& dir, Sync sync) {
+    typename Api::Options options;
     options.create_if_missing = true;
     options.error_if_exists = true;
-    rocksdb::DB* db = nullptr;
-    Ok(rocksdb::DB::Open(options, (dir / "db").string(), &db), "DB::Open");
+    typename Api::DB* db = nullptr;
+    Ok(Api::DB::Open(options, (dir / "db").string(), &db), "DB::Open");
     db_.reset(db);
-    write_options_.sync = sync == Sync::kEach;
-    write_options_.disableWAL = false;
+    write_options_.sync = sync == Sync::kEach;  // the WAL is on by default in both
   }
-  ~RocksDB() { Ok(db_->Close(), "DB::Close"); }
-  RocksDB(const RocksDB&) = delete;
-  RocksDB& operator=(const RocksDB&) = delete;
+  ~Lsm() { Ok(Api::Close(*db_), "DB::Close"); }
+  Lsm(const Lsm&) = delete;
+  Lsm& operator=(const Lsm&) = delete;
 
   void Append(std::uint64_t offset, std::string_view value) {
     const BeKey key(offset);
-    Ok(db_->Put(write_options_, rocksdb::Slice(key.b, sizeof key.b), rocksdb::Slice(value.data(), value.size())),
-       "DB::Put");
+    Ok(db_->Put(write_options_, Slice(key.b, sizeof key.b), Slice(value.data(), value.size())), "DB::Put");
   }
   void AppendBatch(std::uint64_t first, std::size_t n, std::size_t size) {
     batch_.Clear();
     for (std::uint64_t o = first; o < first + n; ++o) {
       const BeKey key(o);
       const std::string_view value = Value(o, size);
-      Ok(batch_.Put(rocksdb::Slice(key.b, sizeof key.b), rocksdb::Slice(value.data(), value.size())),
-         "WriteBatch::Put");
+      Ok(Api::BatchPut(batch_, Slice(key.b, sizeof key.b), Slice(value.data(), value.size())), "WriteBatch::Put");
     }
     Ok(db_->Write(write_options_, &batch_), "DB::Write");
   }
   void Commit() {}
-  void Settle() {
-    Ok(db_->Flush(rocksdb::FlushOptions()), "DB::Flush");
-    Ok(db_->CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr), "DB::CompactRange");
-  }
+  void Settle() { Ok(Api::Settle(*db_), "Settle"); }
 
   class Reader {
    public:
-    explicit Reader(RocksDB& store) : db_(store.db_.get()) {}
+    explicit Reader(Lsm& store) : db_(store.db_.get()) {}
     void Get(std::uint64_t offset, std::string& out) {
       const BeKey key(offset);
-      Ok(db_->Get(rocksdb::ReadOptions(), rocksdb::Slice(key.b, sizeof key.b), &out), "DB::Get");
+      Ok(db_->Get(typename Api::ReadOptions(), Slice(key.b, sizeof key.b), &out), "DB::Get");
     }
     template <class F>
     void Scan(F&& f) {
-      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+      std::unique_ptr<typename Api::Iterator> it(db_->NewIterator(typename Api::ReadOptions()));
       for (it->SeekToFirst(); it->Valid(); it->Next()) f(std::string_view(it->value().data(), it->value().size()));
       Ok(it->status(), "Iterator");
     }
 
    private:
-    rocksdb::DB* db_;
+    typename Api::DB* db_;
   };
 
  private:
-  static void Ok(const rocksdb::Status& s, const char* op) {
+  static void Ok(const typename Api::Status& s, const char* op) {
     if (!s.ok()) Die(kName, op, s.ToString());
   }
-  std::unique_ptr<rocksdb::DB> db_;
-  rocksdb::WriteOptions write_options_;
-  rocksdb::WriteBatch batch_;
+  std::unique_ptr<typename Api::DB> db_;
+  typename Api::WriteOptions write_options_;
+  typename Api::WriteBatch batch_;
 };
 #endif
 
-// ---------------------------------------------------------------------------
-// LevelDB
-#if LOGSYNC_HAVE_LEVELDB
-class LevelDB {
- public:
-  static constexpr const char* kName = "LevelDB";
-
-  LevelDB(const fs::path& dir, Sync sync) {
-    leveldb::Options options;
-    options.create_if_missing = true;
-    options.error_if_exists = true;
-    leveldb::DB* db = nullptr;
-    Ok(leveldb::DB::Open(options, (dir / "db").string(), &db), "DB::Open");
-    db_.reset(db);
-    write_options_.sync = sync == Sync::kEach;
+#if LOGSYNC_HAVE_ROCKSDB
+struct RocksDbApi {
+  static constexpr const char* kName = "RocksDB";
+  using DB = rocksdb::DB;
+  using Options = rocksdb::Options;
+  using WriteOptions = rocksdb::WriteOptions;
+  using ReadOptions = rocksdb::ReadOptions;
+  using WriteBatch = rocksdb::WriteBatch;
+  using Iterator = rocksdb::Iterator;
+  using Slice = rocksdb::Slice;
+  using Status = rocksdb::Status;
+  static Status Close(DB& db) { return db.Close(); }
+  static Status BatchPut(WriteBatch& b, const Slice& k, const Slice& v) { return b.Put(k, v); }
+  static Status Settle(DB& db) {
+    const Status s = db.Flush(rocksdb::FlushOptions());
+    return s.ok() ? db.CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr) : s;
   }
-
-  void Append(std::uint64_t offset, std::string_view value) {
-    const BeKey key(offset);
-    Ok(db_->Put(write_options_, leveldb::Slice(key.b, sizeof key.b), leveldb::Slice(value.data(), value.size())),
-       "DB::Put");
-  }
-  void AppendBatch(std::uint64_t first, std::size_t n, std::size_t size) {
-    batch_.Clear();
-    for (std::uint64_t o = first; o < first + n; ++o) {
-      const BeKey key(o);
-      const std::string_view value = Value(o, size);
-      batch_.Put(leveldb::Slice(key.b, sizeof key.b), leveldb::Slice(value.data(), value.size()));
-    }
-    Ok(db_->Write(write_options_, &batch_), "DB::Write");
-  }
-  void Commit() {}
-  // CompactRange over everything also writes the memtable out first.
-  void Settle() { db_->CompactRange(nullptr, nullptr); }
-
-  class Reader {
-   public:
-    explicit Reader(LevelDB& store) : db_(store.db_.get()) {}
-    void Get(std::uint64_t offset, std::string& out) {
-      const BeKey key(offset);
-      Ok(db_->Get(leveldb::ReadOptions(), leveldb::Slice(key.b, sizeof key.b), &out), "DB::Get");
-    }
-    template <class F>
-    void Scan(F&& f) {
-      std::unique_ptr<leveldb::Iterator> it(db_->NewIterator(leveldb::ReadOptions()));
-      for (it->SeekToFirst(); it->Valid(); it->Next()) f(std::string_view(it->value().data(), it->value().size()));
-      Ok(it->status(), "Iterator");
-    }
-
-   private:
-    leveldb::DB* db_;
-  };
-
- private:
-  static void Ok(const leveldb::Status& s, const char* op) {
-    if (!s.ok()) Die(kName, op, s.ToString());
-  }
-  std::unique_ptr<leveldb::DB> db_;
-  leveldb::WriteOptions write_options_;
-  leveldb::WriteBatch batch_;
 };
+using RocksDB = Lsm<RocksDbApi>;
+#endif
+
+#if LOGSYNC_HAVE_LEVELDB
+struct LevelDbApi {
+  static constexpr const char* kName = "LevelDB";
+  using DB = leveldb::DB;
+  using Options = leveldb::Options;
+  using WriteOptions = leveldb::WriteOptions;
+  using ReadOptions = leveldb::ReadOptions;
+  using WriteBatch = leveldb::WriteBatch;
+  using Iterator = leveldb::Iterator;
+  using Slice = leveldb::Slice;
+  using Status = leveldb::Status;
+  static Status Close(DB&) { return Status(); }  // deleting the DB closes it
+  static Status BatchPut(WriteBatch& b, const Slice& k, const Slice& v) {
+    b.Put(k, v);
+    return Status();
+  }
+  // CompactRange over everything also writes the memtable out first.
+  static Status Settle(DB& db) {
+    db.CompactRange(nullptr, nullptr);
+    return Status();
+  }
+};
+using LevelDB = Lsm<LevelDbApi>;
 #endif
 
 // ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 
 #include <logsync/logsync.hpp>
 
+#include "support/config.hpp"
 #include "support/temp_dir.hpp"
 
 #include <algorithm>
@@ -33,11 +34,7 @@ bool WellFormed(const std::string& v) {
   return v == Value(writer, seq);
 }
 
-Config SmallSegments() {
-  Config c;
-  c.segment.max_store_bytes = 8 * 1024;  // many rolls while threads run
-  return c;
-}
+Config SmallSegments() { return logsync::test::SmallSegments(8 * 1024); }  // many rolls while threads run
 
 template <class S>
 void AppendersAndReaders() {

@@ -7,6 +7,7 @@
 
 #include <logsync/logsync.hpp>
 
+#include "support/config.hpp"
 #include "support/frames.hpp"
 #include "support/temp_dir.hpp"
 
@@ -25,11 +26,7 @@ using logsync::test::WriteFile;
 
 namespace {
 
-Config Small(std::uint64_t store_bytes = 160) {
-  Config c;
-  c.segment.max_store_bytes = store_bytes;
-  return c;
-}
+Config Small(std::uint64_t store_bytes = 160) { return logsync::test::SmallSegments(store_bytes); }
 
 std::string Value(std::uint64_t i) { return "v" + std::to_string(i) + std::string(i % 7, '.'); }
 

@@ -6,6 +6,7 @@
 
 #include <logsync/logsync.hpp>
 
+#include "support/config.hpp"
 #include "support/power_loss.hpp"
 #include "support/temp_dir.hpp"
 
@@ -25,10 +26,7 @@ using logsync::test::TempDir;
 namespace {
 
 Config Small(std::uint64_t store_bytes, std::uint64_t index_entries = 0) {
-  Config c;
-  c.segment.max_store_bytes = store_bytes;
-  c.segment.max_index_bytes = index_entries * logsync::kIndexEntryBytes;
-  return c;
+  return logsync::test::SmallSegments(store_bytes, index_entries * logsync::kIndexEntryBytes);
 }
 
 std::string Value(std::uint64_t i) { return "record-" + std::to_string(i) + std::string(i % 29, 'x'); }

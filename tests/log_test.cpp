@@ -3,6 +3,7 @@
 
 #include <logsync/logsync.hpp>
 
+#include "support/config.hpp"
 #include "support/temp_dir.hpp"
 
 #include <array>
@@ -24,10 +25,7 @@ using logsync::test::TempDir;
 namespace {
 
 Config Small(std::uint64_t store_bytes = 1024, std::uint64_t index_bytes = 0) {
-  Config c;
-  c.segment.max_store_bytes = store_bytes;
-  c.segment.max_index_bytes = index_bytes;
-  return c;
+  return logsync::test::SmallSegments(store_bytes, index_bytes);
 }
 
 Record Rec(const std::string& v) { return Record{0, v}; }

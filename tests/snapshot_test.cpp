@@ -3,6 +3,7 @@
 
 #include <logsync/logsync.hpp>
 
+#include "support/config.hpp"
 #include "support/frames.hpp"
 #include "support/temp_dir.hpp"
 
@@ -28,11 +29,7 @@ using logsync::test::TempDir;
 
 namespace {
 
-Config Small(std::uint64_t store_bytes = 1024) {
-  Config c;
-  c.segment.max_store_bytes = store_bytes;
-  return c;
-}
+Config Small(std::uint64_t store_bytes = 1024) { return logsync::test::SmallSegments(store_bytes); }
 
 std::string Value(std::uint64_t i) { return "record-" + std::to_string(i) + std::string(i % 29, 'v'); }
 

@@ -93,13 +93,18 @@ namespace fs = std::filesystem;
 using logsync::Record;
 using LogT = logsync::Log<>;
 
+// One line on stderr: "log_fuzz: ", `prefix`, then the formatted message.
+void VPrint(const char* prefix, const char* fmt, va_list ap) {
+  std::fprintf(stderr, "log_fuzz: %s", prefix);
+  std::vfprintf(stderr, fmt, ap);
+  std::fprintf(stderr, "\n");
+}
+
 [[noreturn]] __attribute__((format(printf, 1, 2))) void Fail(const char* fmt, ...) {
-  std::fprintf(stderr, "log_fuzz: check failed: ");
   va_list ap;
   va_start(ap, fmt);
-  std::vfprintf(stderr, fmt, ap);
+  VPrint("check failed: ", fmt, ap);
   va_end(ap);
-  std::fprintf(stderr, "\n");
   std::fflush(stderr);
   __builtin_trap();
 }
@@ -127,12 +132,10 @@ const bool g_verbose = std::getenv("LOGSYNC_FUZZ_VERBOSE") != nullptr;
 
 __attribute__((format(printf, 1, 2))) void Note(const char* fmt, ...) {
   if (!g_verbose) return;
-  std::fprintf(stderr, "log_fuzz: ");
   va_list ap;
   va_start(ap, fmt);
-  std::vfprintf(stderr, fmt, ap);
+  VPrint("", fmt, ap);
   va_end(ap);
-  std::fprintf(stderr, "\n");
 }
 
 void RemoveDir() {
