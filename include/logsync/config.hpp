@@ -35,7 +35,8 @@ struct Config {
   struct Sync {
     /// sync::EveryN: records between syncs. Default 1000.
     std::uint64_t every_n = 0;
-    /// sync::Interval: longest time appended records stay unsynced. Default 100 ms.
+    /// sync::Interval: longest time appended records stay unsynced. Default
+    /// 100 ms; at most kMaxInterval (24 h).
     std::chrono::milliseconds interval{0};
   } sync{};
 };
@@ -45,6 +46,7 @@ inline constexpr std::uint64_t kDefaultMaxIndexBytes = 16ULL << 20;
 inline constexpr std::uint64_t kDefaultMaxRecordBytes = 64ULL << 20;
 inline constexpr std::uint64_t kDefaultEveryN = 1000;
 inline constexpr std::chrono::milliseconds kDefaultInterval{100};
+inline constexpr std::chrono::milliseconds kMaxInterval = std::chrono::hours(24);
 
 namespace detail {
 
@@ -87,6 +89,9 @@ inline Config Resolve(Config c) {
   }
   if (c.sync.every_n == 0) c.sync.every_n = kDefaultEveryN;
   if (c.sync.interval.count() < 0) InvalidConfig("sync.interval", "is negative");
+  if (c.sync.interval > kMaxInterval)
+    InvalidConfig("sync.interval", std::to_string(c.sync.interval.count()) + " ms is longer than the limit of " +
+                                       std::to_string(kMaxInterval.count()) + " ms (24 h)");
   if (c.sync.interval.count() == 0) c.sync.interval = kDefaultInterval;
   return c;
 }

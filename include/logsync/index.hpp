@@ -2,7 +2,9 @@
 /// Index: the dense offset -> position file of one segment, `<base offset>.index`.
 ///
 /// Entry i describes the record at offset base + i, so a lookup is one
-/// multiplication. The file is memory-mapped (Boost.Interprocess), grown to
+/// multiplication. The file is memory-mapped (Boost.Interprocess), allocated
+/// (posix_fallocate, so a full disk is an IoError when the index is
+/// created or grown, never a fault on the mapping) to
 /// hold Config::segment.max_index_bytes of entries while the segment is
 /// writable and trimmed to its entries when the segment is sealed or
 /// closed. The index is derived data: the store is the source of truth, and
@@ -253,7 +255,10 @@ class Index {
 
   void Map(std::uint64_t bytes) {
     if (bytes > kIndexHeaderBytes) bytes -= (bytes - kIndexHeaderBytes) % kIndexEntryBytes;
-    if (writable_ && file_.Size() < bytes) file_.Resize(bytes);
+    // Allocated, not only sized: a write through the mapping into a hole
+    // that the filesystem has no space for is a SIGBUS, not an error. Holes
+    // an earlier, sparse file left below its size are filled too.
+    if (writable_) file_.Allocate(0, bytes);
     mapped_bytes_ = bytes;
     base_ = nullptr;
     if (bytes == 0) return;

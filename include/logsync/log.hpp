@@ -5,8 +5,11 @@
 /// restores (and recovers) whatever is there.
 ///
 /// Directory: `<base>.store` and `<base>.index` per segment (base zero-padded
-/// to 20 digits) and a `LOCK` file held with flock while a Log has the
-/// directory open. Any other name is ignored and never deleted.
+/// to 20 digits) and a `LOCK` file. While a Log has the directory open it
+/// holds an flock on the directory itself and on `LOCK`
+/// (detail/directory_lock.hpp). Any other name is ignored and never
+/// deleted; an entry with a segment file's name that is not a regular file
+/// makes open refuse the directory.
 ///
 /// Thread safety: any number of threads may call Append, AppendBatch, Read,
 /// Scan, Reader, the offset getters, Sync and Truncate at once. Appends are
@@ -18,6 +21,7 @@
 
 #include <logsync/codec.hpp>
 #include <logsync/config.hpp>
+#include <logsync/detail/directory_lock.hpp>
 #include <logsync/detail/file.hpp>
 #include <logsync/detail/reader_registry.hpp>
 #include <logsync/error.hpp>
@@ -210,10 +214,15 @@ class Log {
     // the reader announces itself in its own slot and uses the published
     // segment table; Truncate, rolls and Close wait for it before they free
     // a table or unmap a segment.
-    detail::ReaderRegistry::Guard guard(readers_);
-    const SegmentTable* table = guard.Registered() ? table_.load(std::memory_order_acquire) : nullptr;
-    if (table == nullptr) return ViewLocked(offset, fn);  // no slot, or closed
-    return fn(Find(*table, offset).Payload(offset));
+    {
+      detail::ReaderRegistry::Guard guard(readers_);
+      if (const SegmentTable* table = guard.Registered() ? table_.load(std::memory_order_acquire) : nullptr)
+        return fn(Find(*table, offset).Payload(offset));
+    }
+    // No slot, or no table (closed, or none could be built): the shared
+    // lock, taken only once this thread has left its slot, since a writer
+    // holds the lock exclusively while it waits for readers in slots.
+    return ViewLocked(offset, fn);
   }
 
   /// View of many records: calls `fn(offset, payload)` for each of
@@ -228,21 +237,28 @@ class Log {
     requires std::invocable<F&, std::uint64_t, std::span<const std::byte>>
   void ViewBatch(std::span<const std::uint64_t> offsets, F&& fn) const {
     CheckOpen();
-    detail::ReaderRegistry::Guard guard(readers_);
-    const SegmentTable* table = guard.Registered() ? table_.load(std::memory_order_acquire) : nullptr;
-    if (table == nullptr) {  // no slot, or closed
-      std::shared_lock lock(segments_mu_);
-      for (const std::uint64_t o : offsets) FindLocked(o, lock);  // every range first
-      for (const std::uint64_t o : offsets) fn(o, FindLocked(o, lock).Payload(o));
-      return;
+    {
+      detail::ReaderRegistry::Guard guard(readers_);
+      if (const SegmentTable* table = guard.Registered() ? table_.load(std::memory_order_acquire) : nullptr)
+        return ViewBatchIn(*table, offsets, fn);
     }
-    for (const std::uint64_t o : offsets) Find(*table, o);  // every range first
+    // No slot, or no table: the shared lock, out of the slot (see View).
+    std::shared_lock lock(segments_mu_);
+    for (const std::uint64_t o : offsets) FindLocked(o, lock);  // every range first
+    for (const std::uint64_t o : offsets) fn(o, FindLocked(o, lock).Payload(o));
+  }
+
+ private:
+  // ViewBatch over a published table (reader guard held).
+  template <class F>
+  void ViewBatchIn(const SegmentTable& table, std::span<const std::uint64_t> offsets, F& fn) const {
+    for (const std::uint64_t o : offsets) Find(table, o);  // every range first
     constexpr std::size_t kAhead = 16;
     std::array<const Segment*, kAhead> segs;
     for (std::size_t i = 0; i < offsets.size(); i += kAhead) {
       const std::size_t n = std::min(kAhead, offsets.size() - i);
       for (std::size_t j = 0; j < n; ++j) {
-        segs[j] = &Find(*table, offsets[i + j]);
+        segs[j] = &Find(table, offsets[i + j]);
         segs[j]->PrefetchEntry(offsets[i + j]);
       }
       for (std::size_t j = 0; j < n; ++j) segs[j]->PrefetchFrame(offsets[i + j]);
@@ -250,7 +266,6 @@ class Log {
     }
   }
 
- private:
   // The segment holding `offset` in a published table (reader guard held);
   // throws OffsetOutOfRange.
   const Segment& Find(const SegmentTable& table, std::uint64_t offset) const {
@@ -393,6 +408,8 @@ class Log {
   /// Removes every segment whose highest offset is <= `lowest`. If that
   /// includes the active segment, the log continues in a new, empty segment
   /// at NextOffset(). Readers holding a Scan or Reader keep their view.
+  /// Files go first, oldest first: if a removal fails (IoError), the log
+  /// keeps, in memory as on disk, the segments from the one that failed on.
   void Truncate(std::uint64_t lowest) {
     std::lock_guard lock(append_mu_);
     CheckOpen();
@@ -400,16 +417,34 @@ class Log {
     while (k < segments_.size() && !segments_[k]->Empty() && segments_[k]->NextOffset() - 1 <= lowest) ++k;
     if (k == 0) return;
     if (k == segments_.size()) Roll();
-    Segments gone;
-    {
+    // A segment is gone once its store is (an index without its store is
+    // discarded on open).
+    std::size_t gone_count = 0;
+    std::exception_ptr failure;
+    try {
+      for (; gone_count < k; ++gone_count) {
+        const Segment& seg = *segments_[gone_count];
+        detail::RemoveFile(seg.StoreFile());
+        try {
+          detail::RemoveFile(seg.IndexFile());
+        } catch (const Error&) {
+          ++gone_count;  // its store is gone: so is the segment
+          throw;
+        }
+      }
+    } catch (const Error&) {
+      failure = std::current_exception();
+    }
+    if (gone_count > 0) {
+      Segments gone;
       std::unique_lock w(segments_mu_);
-      gone.assign(segments_.begin(), segments_.begin() + static_cast<std::ptrdiff_t>(k));
-      segments_.erase(segments_.begin(), segments_.begin() + static_cast<std::ptrdiff_t>(k));
+      gone.assign(segments_.begin(), segments_.begin() + static_cast<std::ptrdiff_t>(gone_count));
+      segments_.erase(segments_.begin(), segments_.begin() + static_cast<std::ptrdiff_t>(gone_count));
       lowest_offset_.store(segments_.front()->BaseOffset(), std::memory_order_release);
       PublishTable();  // readers are done with `gone` when it returns
     }
-    for (const auto& seg : gone) seg->RemoveFiles();
-    detail::SyncDirectory(dir_);
+    if (gone_count > 0) detail::SyncDirectory(dir_);
+    if (failure) std::rethrow_exception(failure);
   }
 
   /// Makes every record appended so far durable (store and index).
@@ -435,10 +470,21 @@ class Log {
   }
 
   /// Closes the log and deletes its segment files and LOCK file; the
-  /// directory goes too if nothing else is in it.
+  /// directory goes too if nothing else is in it. On a closed log, deletes
+  /// them all the same if no other Log has the directory open (StateError
+  /// if one has); a directory that is already gone is not an error.
   void Remove() {
-    std::lock_guard lock(append_mu_);
-    Shutdown([this] { RemoveFiles(/*lock_file=*/true); });
+    {
+      std::lock_guard lock(append_mu_);
+      if (closed_.load()) {
+        std::error_code ec;
+        if (!std::filesystem::exists(std::filesystem::symlink_status(dir_, ec))) return;
+        detail::DirectoryLock held(dir_);
+        RemoveFiles(/*lock_file=*/true);
+      } else {
+        Shutdown([this] { RemoveFiles(/*lock_file=*/true); });
+      }
+    }
     WakeTailers();
     std::error_code ec;
     std::filesystem::remove(dir_, ec);  // fails, harmlessly, if other files remain
@@ -720,27 +766,8 @@ class Log {
 
   void Open() {
     detail::CreateDirSynced(detail::CleanDir(dir_));  // new directories' entries synced too
-    if (!lock_file_.IsOpen()) {  // Reset keeps it
-      lock_file_ = detail::File(dir_ / "LOCK", O_RDWR | O_CREAT);
-      if (::flock(lock_file_.fd(), LOCK_EX | LOCK_NB) != 0) {
-        const int err = errno;
-        lock_file_ = {};
-        if (err == EWOULDBLOCK) throw StateError("logsync: " + dir_.string() + " is already open in another Log");
-        throw IoError(dir_ / "LOCK", err, "flock");
-      }
-    }
-    std::vector<std::uint64_t> stores, indexes;
-    std::error_code ec;
-    std::filesystem::directory_iterator it(dir_, ec);
-    if (ec) throw IoError(dir_, ec.value(), "list directory");
-    for (const auto& entry : it) {
-      if (!entry.is_regular_file(ec)) continue;
-      const std::string name = entry.path().filename().string();
-      if (auto b = detail::ParseSegmentName(name, ".store")) stores.push_back(*b);
-      if (auto b = detail::ParseSegmentName(name, ".index")) indexes.push_back(*b);
-    }
-    std::sort(stores.begin(), stores.end());
-    stores.erase(std::unique(stores.begin(), stores.end()), stores.end());
+    if (!dir_lock_.Held()) dir_lock_ = detail::DirectoryLock(dir_);  // Reset keeps it
+    std::vector<std::uint64_t> stores = SegmentFiles(".store"), indexes = SegmentFiles(".index");
     // An index whose store is gone is what an interrupted removal leaves.
     for (std::uint64_t b : indexes)
       if (!std::binary_search(stores.begin(), stores.end(), b)) detail::RemoveFile(Segment::IndexPath(dir_, b));
@@ -815,21 +842,45 @@ class Log {
       segs.clear();
       then();
     } catch (...) {
-      lock_file_ = {};
+      dir_lock_.Release();
       throw;
     }
-    if (!keep_lock) lock_file_ = {};
+    if (!keep_lock) dir_lock_.Release();
+  }
+
+  // The sorted base offsets of the directory's files named as segment files
+  // with extension `ext`. An entry with such a name that is not a regular
+  // file (a symbolic link, a directory, a fifo, a device) is refused with a
+  // CorruptionError naming it: skipping it could hand out offsets that were
+  // acknowledged, and nothing is deleted on its account.
+  std::vector<std::uint64_t> SegmentFiles(const char* ext) const {
+    namespace fs = std::filesystem;
+    std::vector<std::uint64_t> bases;
+    std::error_code ec;
+    fs::directory_iterator it(dir_, ec);
+    for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
+      const auto b = detail::ParseSegmentName(it->path().filename().string(), ext);
+      if (!b) continue;
+      const auto type = it->symlink_status(ec).type();
+      if (ec) break;
+      if (type != fs::file_type::regular)
+        throw CorruptionError(it->path(), 0,
+                              std::string("a segment file's name on an entry that is not a regular file (") +
+                                  (type == fs::file_type::symlink     ? "a symbolic link"
+                                   : type == fs::file_type::directory ? "a directory"
+                                   : type == fs::file_type::fifo      ? "a fifo"
+                                                                      : "not a file") +
+                                  "); move it away and retry");
+      bases.push_back(*b);
+    }
+    if (ec) throw IoError(dir_, ec.value(), "list directory");
+    std::sort(bases.begin(), bases.end());
+    return bases;
   }
 
   void RemoveFiles(bool lock_file) {
-    std::error_code ec;
-    std::vector<std::uint64_t> bases;
-    for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
-      if (!entry.is_regular_file(ec)) continue;
-      const std::string name = entry.path().filename().string();
-      for (const char* ext : {".store", ".index"})
-        if (auto b = detail::ParseSegmentName(name, ext)) bases.push_back(*b);
-    }
+    std::vector<std::uint64_t> bases = SegmentFiles(".store"), indexes = SegmentFiles(".index");
+    bases.insert(bases.end(), indexes.begin(), indexes.end());
     std::sort(bases.begin(), bases.end());
     bases.erase(std::unique(bases.begin(), bases.end()), bases.end());
     for (std::uint64_t b : bases) {
@@ -845,7 +896,7 @@ class Log {
   [[no_unique_address]] C codec_;
   S sync_;
 
-  detail::File lock_file_;
+  detail::DirectoryLock dir_lock_;
   mutable std::shared_mutex segments_mu_;  // guards segments_
   Segments segments_;
   // What Read and View use without the lock (SegmentTable, above).

@@ -111,10 +111,10 @@ inline void WriteSnapshot(const std::filesystem::path& target, const std::vector
     for (const auto& part : parts) {
       const Segment& seg = *part.segment;
       const auto store = Segment::StorePath(dir, seg.BaseOffset());
-      if (part.sealed && ::link(seg.StoreFile().c_str(), store.c_str()) == 0) {
+      if (part.sealed && Sys().link(seg.StoreFile().c_str(), store.c_str()) == 0) {
         written.push_back(store);
         const auto index = Segment::IndexPath(dir, seg.BaseOffset());
-        if (::link(seg.IndexFile().c_str(), index.c_str()) == 0) written.push_back(index);
+        if (Sys().link(seg.IndexFile().c_str(), index.c_str()) == 0) written.push_back(index);
         continue;
       }
       written.push_back(store);
@@ -174,8 +174,7 @@ class StagingDir {
                                      "-" + std::to_string(counter++));
     std::error_code ec;
     std::filesystem::remove_all(path_, ec);
-    std::filesystem::create_directory(path_, ec);
-    if (ec) throw IoError(path_, ec.value(), "create directory");
+    if (Sys().mkdir(path_.c_str(), 0755) != 0) throw IoError(path_, errno, "create directory");
   }
   StagingDir(const StagingDir&) = delete;
   StagingDir& operator=(const StagingDir&) = delete;
@@ -192,7 +191,7 @@ class StagingDir {
   void Commit() {
     SyncDirectory(path_);
     RequireEmptyOrAbsent(target_, "restore");
-    if (::rename(path_.c_str(), target_.c_str()) != 0) throw IoError(target_, errno, "rename restored log to");
+    if (Sys().rename(path_.c_str(), target_.c_str()) != 0) throw IoError(target_, errno, "rename restored log to");
     committed_ = true;
     SyncDirectory(target_.parent_path());
   }

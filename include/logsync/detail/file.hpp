@@ -1,10 +1,12 @@
 #pragma once
 // The one seam between logsync and the operating system's file calls.
 //
-// Every read, write, sync and resize of a store, index or directory goes
-// through detail::Sys(), a table of function pointers that defaults to the
-// POSIX calls. Tests replace entries to count syncs or inject short writes,
-// ENOSPC, EIO and failed fsyncs without touching the library's code paths.
+// Every system call logsync makes on a file or directory (open, close,
+// fstat, read, write, allocate, resize, sync, flock, link, rename, unlink,
+// mkdir) goes through detail::Sys(), a table of function pointers that
+// defaults to the POSIX calls. Tests replace entries to count syncs or
+// inject short writes, ENOSPC, EIO, EMFILE and failed fsyncs anywhere
+// without touching the library's code paths.
 
 #include <logsync/error.hpp>
 
@@ -34,6 +36,12 @@ struct SysCalls {
   int (*fallocate)(int, off_t, off_t) = ::posix_fallocate;  // returns the error, not -1
   int (*msync)(void*, size_t, int) = ::msync;
   int (*unlink)(const char*) = ::unlink;
+  int (*close)(int) = ::close;
+  int (*fstat)(int, struct stat*) = ::fstat;
+  int (*flock)(int, int) = ::flock;
+  int (*link)(const char*, const char*) = ::link;
+  int (*rename)(const char*, const char*) = ::rename;
+  int (*mkdir)(const char*, mode_t) = ::mkdir;
 };
 
 /// The process-wide system call table (tests swap entries; see tests/support).
@@ -68,7 +76,7 @@ class File {
   const std::filesystem::path& path() const noexcept { return path_; }
 
   void Close() noexcept {
-    if (fd_ >= 0) ::close(fd_);
+    if (fd_ >= 0) Sys().close(fd_);  // Linux frees the descriptor even when close reports an error
     fd_ = -1;
   }
 
@@ -101,10 +109,24 @@ class File {
     return done;
   }
 
-  std::uint64_t Size() const {
+  std::uint64_t Size() const { return static_cast<std::uint64_t>(Stat().st_size); }
+
+  /// fstat of the open file.
+  struct stat Stat() const {
     struct stat st {};
-    if (::fstat(fd_, &st) != 0) throw IoError(path_, errno, "stat");
-    return static_cast<std::uint64_t>(st.st_size);
+    if (Sys().fstat(fd_, &st) != 0) throw IoError(path_, errno, "stat");
+    return st;
+  }
+
+  /// flock(LOCK_EX | LOCK_NB): whether the lock was taken (false: another
+  /// open file holds it). Other failures throw IoError.
+  bool TryLockExclusive() const {
+    int rc;
+    do rc = Sys().flock(fd_, LOCK_EX | LOCK_NB);
+    while (rc != 0 && errno == EINTR);
+    if (rc == 0) return true;
+    if (errno == EWOULDBLOCK) return false;
+    throw IoError(path_, errno, "flock");
   }
 
   void Resize(std::uint64_t size) const {
@@ -150,23 +172,46 @@ inline void RemoveFile(const std::filesystem::path& path) {
   if (Sys().unlink(path.c_str()) != 0 && errno != ENOENT) throw IoError(path, errno, "unlink");
 }
 
-/// `dir` without a trailing separator, absolute.
+/// `dir` without a trailing separator, absolute. An empty path is refused
+/// (IoError, ENOENT) rather than taken as the working directory.
 inline std::filesystem::path CleanDir(const std::filesystem::path& dir) {
-  auto p = std::filesystem::absolute(dir).lexically_normal();
+  if (dir.empty()) throw IoError(dir, ENOENT, "open log directory (the path is empty)");
+  std::error_code ec;
+  auto p = std::filesystem::absolute(dir, ec).lexically_normal();
+  if (ec) throw IoError(dir, ec.value(), "resolve log directory");
   if (!p.has_filename()) p = p.parent_path();
   return p;
 }
 
+/// Renames `from` to `to` (replacing it); throws IoError.
+inline void Rename(const std::filesystem::path& from, const std::filesystem::path& to) {
+  if (Sys().rename(from.c_str(), to.c_str()) != 0) throw IoError(to, errno, "rename " + from.string() + " to");
+}
+
 /// Creates `dir` and its missing parents, syncing each new entry; returns
-/// whether `dir` itself was created.
+/// whether `dir` itself was created. A path part that is not a directory
+/// (a file, a dangling symbolic link) is reported as what it is.
 inline bool CreateDirSynced(const std::filesystem::path& dir) {
-  std::vector<std::filesystem::path> created;
+  namespace fs = std::filesystem;
+  std::vector<fs::path> missing;  // innermost first
   std::error_code ec;
-  for (auto p = dir; !p.empty() && !std::filesystem::exists(p, ec); p = p.parent_path()) created.push_back(p);
-  std::filesystem::create_directories(dir, ec);
-  if (ec) throw IoError(dir, ec.value(), "create directory");
-  for (const auto& p : created) SyncDirectory(p.parent_path());
-  return !created.empty() && created.front() == dir;
+  fs::path p = dir;
+  for (; !p.empty(); p = p.parent_path()) {
+    const auto st = fs::status(p, ec);  // follows symbolic links
+    if (fs::exists(st)) {
+      if (!fs::is_directory(st)) throw IoError(p, ENOTDIR, "create directory (a path part is not a directory)");
+      break;
+    }
+    if (fs::is_symlink(fs::symlink_status(p, ec)))
+      throw IoError(p, ENOENT, "create directory (a symbolic link to a missing target)");
+    missing.push_back(p);
+    if (p == p.parent_path()) break;
+  }
+  for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+    if (Sys().mkdir(it->c_str(), 0755) != 0 && errno != EEXIST) throw IoError(*it, errno, "create directory");
+    SyncDirectory(it->parent_path());
+  }
+  return !missing.empty() && missing.front() == dir;
 }
 
 }  // namespace logsync::detail

@@ -290,8 +290,8 @@ class LogMachine {
         RestoreLog(staged, bytes.subspan(kSnapshotHeaderBytes), self->config_);
         self->log_->Close();
         self->log_.reset();
-        std::filesystem::rename(self->dir_, old);
-        std::filesystem::rename(staged, self->dir_);
+        detail::Rename(self->dir_, old);
+        detail::Rename(staged, self->dir_);
         std::filesystem::remove_all(old);
         self->Open();
         self->restored_.fetch_add(1, std::memory_order_relaxed);
