@@ -6,8 +6,10 @@
 #include "support/config.hpp"
 #include "support/temp_dir.hpp"
 
+#include <algorithm>
 #include <array>
 #include <csignal>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cstring>
@@ -829,4 +831,178 @@ BOOST_AUTO_TEST_CASE(directory_stays_locked_across_reset_and_is_free_after_remov
   Log<> fresh(dir.path());
   BOOST_TEST(fresh.Empty());
   BOOST_CHECK_THROW(log.Reset(), logsync::StateError);  // a closed log stays closed
+}
+
+// --- tampered directories ---------------------------------------------------
+
+namespace {
+
+// What a non-regular entry with a segment's name is made as.
+enum class Foreign { kSymlinkToFile, kDanglingSymlink, kDirectory, kFifo };
+
+void MakeForeign(const std::filesystem::path& at, Foreign kind, const std::filesystem::path& real) {
+  namespace fs = std::filesystem;
+  switch (kind) {
+    case Foreign::kSymlinkToFile: fs::rename(at, real); fs::create_symlink(real, at); break;
+    case Foreign::kDanglingSymlink: fs::remove(at); fs::create_symlink(real / "gone", at); break;
+    case Foreign::kDirectory: fs::remove(at); fs::create_directory(at); break;
+    case Foreign::kFifo: fs::remove(at); BOOST_REQUIRE(::mkfifo(at.c_str(), 0644) == 0); break;
+  }
+}
+
+// Names and sizes of every entry in `dir`, to show nothing changed.
+std::vector<std::string> Listing(const std::filesystem::path& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    std::error_code ec;
+    const auto type = e.symlink_status().type();
+    const auto size = type == std::filesystem::file_type::regular ? std::filesystem::file_size(e.path(), ec) : 0;
+    out.push_back(e.path().filename().string() + ":" + std::to_string(static_cast<int>(type)) + ":" +
+                  std::to_string(size));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+// A store (of the newest or of a sealed segment) or an index whose name is
+// taken by a symbolic link, a directory or a fifo: open refuses the
+// directory, naming the entry, and deletes nothing. Skipping the newest
+// store would delete its index as an orphan and hand out its acknowledged
+// offsets again.
+BOOST_AUTO_TEST_CASE(non_regular_entries_with_segment_names_are_refused) {
+  for (const Foreign kind : {Foreign::kSymlinkToFile, Foreign::kDanglingSymlink, Foreign::kDirectory, Foreign::kFifo})
+    for (const char* which : {"newest store", "sealed store", "newest index", "sealed index"}) {
+      TempDir dir, elsewhere;
+      std::vector<std::string> names;
+      {
+        Log<Record, logsync::DefaultCodec<Record>, logsync::sync::Always> log(dir.path(), Small(200));
+        for (int i = 0; i < 20; ++i) log.Append(Rec(Value(i)));
+        BOOST_REQUIRE(log.SegmentCount() >= 3U);
+        log.Close();
+      }
+      for (const auto& e : std::filesystem::directory_iterator(dir.path())) names.push_back(e.path().filename());
+      std::sort(names.begin(), names.end());
+      const std::string ext = std::string(which).find("store") != std::string::npos ? ".store" : ".index";
+      std::vector<std::string> of_kind;
+      for (const auto& n : names)
+        if (n.size() > ext.size() && n.compare(n.size() - ext.size(), ext.size(), ext) == 0) of_kind.push_back(n);
+      const std::string victim = std::string(which).find("newest") != std::string::npos ? of_kind.back() : of_kind[1];
+      MakeForeign(dir / victim, kind, elsewhere / victim);
+      const auto before = Listing(dir.path());
+      const std::string what = std::string(which) + " as kind " + std::to_string(static_cast<int>(kind));
+      BOOST_CHECK_EXCEPTION(Log<>(dir.path(), Small(200)), logsync::CorruptionError,
+                            [&](const logsync::CorruptionError& e) {
+                              const bool named = std::string(e.what()).find(victim) != std::string::npos;
+                              BOOST_TEST(named, what << ": " << e.what());
+                              return named;
+                            });
+      BOOST_TEST(Listing(dir.path()) == before, what);
+      // Put back, the log is whole: nothing was lost or reused.
+      std::filesystem::remove(dir / victim);
+      if (kind == Foreign::kSymlinkToFile) std::filesystem::rename(elsewhere / victim, dir / victim);
+      if (kind == Foreign::kSymlinkToFile) {
+        Log<> log(dir.path(), Small(200));
+        BOOST_TEST(log.NextOffset() == 20U, what);
+        for (int i = 0; i < 20; ++i) BOOST_TEST(log.Read(i).value == Value(i));
+      }
+    }
+}
+
+// Unlinking LOCK while a Log holds the directory does not let a second
+// process in: the directory itself is locked.
+BOOST_AUTO_TEST_CASE(an_unlinked_lock_file_does_not_let_a_second_process_in) {
+  TempDir dir;
+  Log<Record, logsync::DefaultCodec<Record>, logsync::sync::Always> log(dir.path(), Small(200));
+  for (int i = 0; i < 5; ++i) log.Append(Rec(Value(i)));
+  std::filesystem::remove(dir / "LOCK");
+  const pid_t child = ::fork();
+  BOOST_REQUIRE(child >= 0);
+  if (child == 0) {
+    // 0: refused as it should be; 1: it opened (and appended); 2: another error.
+    int rc = 2;
+    try {
+      Log<Record, logsync::DefaultCodec<Record>, logsync::sync::Always> second(dir.path(), Small(200));
+      second.Append(Rec("second writer"));
+      rc = 1;
+    } catch (const logsync::StateError&) {
+      rc = 0;
+    } catch (...) {
+    }
+    ::_exit(rc);
+  }
+  int status = 0;
+  BOOST_REQUIRE(::waitpid(child, &status, 0) == child);
+  BOOST_REQUIRE(WIFEXITED(status));
+  BOOST_TEST(WEXITSTATUS(status) == 0, "the second process " << (WEXITSTATUS(status) == 1 ? "opened the log" : "failed otherwise"));
+  log.Append(Rec(Value(5)));
+  log.Close();
+  Log<> again(dir.path(), Small(200));
+  BOOST_TEST(again.NextOffset() == 6U);
+  for (int i = 0; i < 6; ++i) BOOST_TEST(again.Read(i).value == Value(i));
+}
+
+BOOST_AUTO_TEST_CASE(remove_after_close_deletes_the_files) {
+  TempDir dir;
+  const auto sub = dir / "log";
+  Log<> log(sub, Small(200));
+  for (int i = 0; i < 20; ++i) log.Append(Rec(Value(i)));
+  std::ofstream(sub / "keep.txt") << "not ours";
+  log.Close();
+  log.Remove();
+  BOOST_TEST(CountFiles(sub, ".store") == 0U);
+  BOOST_TEST(CountFiles(sub, ".index") == 0U);
+  BOOST_TEST(!std::filesystem::exists(sub / "LOCK"));
+  BOOST_TEST(std::filesystem::exists(sub / "keep.txt"));
+  std::filesystem::remove(sub / "keep.txt");
+  log.Remove();  // again: the directory is empty and goes
+  BOOST_TEST(!std::filesystem::exists(sub));
+  log.Remove();  // and again: nothing left, not an error
+}
+
+BOOST_AUTO_TEST_CASE(remove_after_close_refuses_while_another_log_has_it) {
+  TempDir dir;
+  Log<> first(dir.path(), Small(200));
+  first.Append(Rec("a"));
+  first.Close();
+  Log<> second(dir.path(), Small(200));
+  BOOST_CHECK_THROW(first.Remove(), logsync::StateError);
+  BOOST_TEST(second.NextOffset() == 1U);
+  BOOST_TEST(second.Read(0).value == "a");
+}
+
+BOOST_AUTO_TEST_CASE(bad_paths_are_clear_logsync_errors) {
+  TempDir dir;
+  BOOST_CHECK_THROW(Log<>(""), logsync::IoError);
+  std::filesystem::create_symlink(dir / "nowhere", dir / "dangling");
+  BOOST_CHECK_EXCEPTION(Log<>(dir / "dangling"), logsync::IoError, [](const logsync::IoError& e) {
+    return std::string(e.what()).find("symbolic link to a missing target") != std::string::npos;
+  });
+  BOOST_TEST(std::filesystem::is_symlink(dir / "dangling"));
+  BOOST_TEST(!std::filesystem::exists(dir / "nowhere"));
+  std::ofstream(dir / "file") << "x";
+  BOOST_CHECK_EXCEPTION(Log<>(dir / "file" / "log"), logsync::IoError,
+                        [](const logsync::IoError& e) { return e.error() == ENOTDIR; });
+  // A symbolic link to a directory is followed.
+  std::filesystem::create_directory(dir / "real");
+  std::filesystem::create_directory_symlink(dir / "real", dir / "link");
+  {
+    Log<> log(dir / "link");
+    log.Append(Rec("via link"));
+  }
+  BOOST_TEST(CountFiles(dir / "real", ".store") == 1U);
+}
+
+BOOST_AUTO_TEST_CASE(sync_interval_is_bounded) {
+  TempDir dir;
+  Config c;
+  c.sync.interval = std::chrono::milliseconds::max();
+  BOOST_CHECK_THROW((Log<Record, logsync::DefaultCodec<Record>, logsync::sync::Interval>(dir.path(), c)),
+                    std::invalid_argument);
+  c.sync.interval = logsync::kMaxInterval + std::chrono::milliseconds(1);
+  BOOST_CHECK_THROW(logsync::detail::Resolve(c), std::invalid_argument);
+  c.sync.interval = logsync::kMaxInterval;
+  BOOST_TEST(logsync::detail::Resolve(c).sync.interval == logsync::kMaxInterval);
+  BOOST_TEST(!std::filesystem::exists(dir / "LOCK"));  // refused before touching the disk
 }

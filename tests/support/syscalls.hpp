@@ -2,11 +2,14 @@
 // Test control over logsync's system-call seam (detail::Sys()): count
 // syncs, fail the n-th write or sync with a chosen errno. "Writes" are
 // pwrite and fallocate (appends copy into a mapping after allocating the
-// file that far: the allocation is where ENOSPC and EIO surface). Install one
-// SyscallHooks per test; it restores the real calls when it goes away.
+// file that far: the allocation is where ENOSPC and EIO surface). The other
+// calls of the seam (open, close, fstat, flock, link, rename, mkdir, unlink)
+// are counted per Call and can be failed the same way (FailCall). Install
+// one SyscallHooks per test; it restores the real calls when it goes away.
 
 #include <logsync/detail/file.hpp>
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -18,9 +21,47 @@ namespace logsync::test {
 
 class SyscallHooks {
  public:
+  /// The calls FailCall can fail.
+  enum Call : std::size_t { kOpen, kClose, kFstat, kFlock, kLink, kRename, kMkdir, kUnlink, kCalls };
+  static constexpr std::array<const char*, kCalls> kCallNames{"open",   "close", "fstat", "flock",
+                                                              "link",   "rename", "mkdir", "unlink"};
+
   SyscallHooks() : saved_(detail::Sys()) {
     Current() = this;
     auto& s = detail::Sys();
+    s.open = [](const char* p, int f, mode_t m) -> int {
+      auto* h = Current();
+      return h->FailCall(kOpen) ? -1 : h->saved_.open(p, f, m);
+    };
+    s.close = [](int fd) -> int {  // the descriptor is closed either way, as on Linux
+      auto* h = Current();
+      const int rc = h->saved_.close(fd);
+      return h->FailCall(kClose) ? -1 : rc;
+    };
+    s.fstat = [](int fd, struct stat* st) -> int {
+      auto* h = Current();
+      return h->FailCall(kFstat) ? -1 : h->saved_.fstat(fd, st);
+    };
+    s.flock = [](int fd, int op) -> int {
+      auto* h = Current();
+      return h->FailCall(kFlock) ? -1 : h->saved_.flock(fd, op);
+    };
+    s.link = [](const char* a, const char* b) -> int {
+      auto* h = Current();
+      return h->FailCall(kLink) ? -1 : h->saved_.link(a, b);
+    };
+    s.rename = [](const char* a, const char* b) -> int {
+      auto* h = Current();
+      return h->FailCall(kRename) ? -1 : h->saved_.rename(a, b);
+    };
+    s.mkdir = [](const char* p, mode_t m) -> int {
+      auto* h = Current();
+      return h->FailCall(kMkdir) ? -1 : h->saved_.mkdir(p, m);
+    };
+    s.unlink = [](const char* p) -> int {
+      auto* h = Current();
+      return h->FailCall(kUnlink) ? -1 : h->saved_.unlink(p);
+    };
     s.pwrite = [](int fd, const void* b, size_t n, off_t o) -> ssize_t {
       auto* h = Current();
       if (h->Fail(h->writes, h->fail_write_at, h->write_errno)) return -1;
@@ -77,6 +118,16 @@ class SyscallHooks {
   // Runs inside every fdatasync (with its 1-based number) before the real call.
   std::function<void(std::uint64_t)> before_datasync;
 
+  /// Fails the `at`-th (1-based) later call of `c` with `err` (every later
+  /// one too while `sticky`); at == 0 stops failing it.
+  void FailCall(Call c, std::uint64_t at, int err) {
+    call_errno_[c] = err;
+    calls_[c] = 0;
+    fail_call_at_[c] = at;
+  }
+  /// Calls of `c` since the last FailCall of it.
+  std::uint64_t Calls(Call c) const { return calls_[c].load(); }
+
   /// Waits until at least `n` fdatasyncs were called (failed ones too), or
   /// `timeout` passed.
   template <class Duration>
@@ -110,12 +161,15 @@ class SyscallHooks {
     }
     return false;
   }
+  bool FailCall(Call c) { return Fail(calls_[c], fail_call_at_[c], call_errno_[c]); }
   void Notify() {  // a write completed
     std::lock_guard lock(mu_);
     ++completed_writes_;
     cv_.notify_all();
   }
 
+  std::array<std::atomic<std::uint64_t>, kCalls> calls_{}, fail_call_at_{};
+  std::array<std::atomic<int>, kCalls> call_errno_{};
   detail::SysCalls saved_;
   std::mutex mu_;
   std::condition_variable cv_;
