@@ -2,6 +2,7 @@
 //
 //   logsync-node --id 1 --address 127.0.0.1:9001 --client 127.0.0.1:7001
 //                --peers 1=127.0.0.1:9001,2=127.0.0.1:9002,3=127.0.0.1:9003 --dir /var/lib/n1
+//                [--admin-secret-file /etc/logsync/secret]
 //
 // --peers is the initial cluster, bootstrapped when --dir is fresh. A node
 // joining an existing cluster runs without --peers (or with a list that
@@ -13,70 +14,134 @@
 //   READ <offset>               OK <text>
 //   NEXT [<at least> <ms>]      OK <next offset>    (waits up to ms for the local log to reach it)
 //   LEADER [<ms> [<not id>]]    OK <id> <address>   (waits up to ms for a leader other than <not id>)
-//   JOIN <id> <address>         OK                  (on the leader)
-//   REMOVE <id>                 OK                  (on the leader)
-//   TRANSFER                    OK                  (on the leader)
+//   AUTH <secret>               OK                  (this connection may then use JOIN, REMOVE, TRANSFER)
+//   JOIN <id> <address>         OK                  (on the leader; admin)
+//   REMOVE <id>                 OK                  (on the leader; admin; never the last voter)
+//   TRANSFER                    OK                  (on the leader; admin)
 //   STATS                       OK restored <n>     (snapshots installed from the leader)
+//   QUIT                        (closes the connection)
 // Errors: ERR not-leader <id> <address> | ERR no-leader | ERR out-of-range |
-// ERR bad-request <why> | ERR <message>.
+// ERR bad-request <why> | ERR unauthorized [<why>] | ERR busy <why> | ERR <message>.
+//
+// Limits, so that no client can take the node down: at most --max-clients
+// connections are served at once (one thread each; the next ones get
+// "ERR busy too many clients" and are closed); a request line is at most
+// --max-request-bytes (a longer one gets "ERR bad-request line too long" and
+// the connection is closed); a BATCH expands to at most --max-batch-bytes;
+// waits are at most 3600000 ms; a connection idle for --idle-timeout ms is
+// closed. Admin commands need AUTH with the secret read from
+// --admin-secret-file at start; without one they are disabled.
 
 #include <logsync/raft/replicated_log.hpp>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <iostream>
+#include <limits>
 #include <sstream>
 #include <string>
+#include <string_view>
+#include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace {
 
 using Node = logsync::ReplicatedLog<>;
+using Clock = std::chrono::steady_clock;
+
+/// The longest wait NEXT and LEADER accept, in milliseconds.
+constexpr std::uint64_t kMaxWaitMs = 3'600'000;
+/// The most records one BATCH may append.
+constexpr std::uint64_t kMaxBatchCount = 100'000;
 
 struct Options {
   logsync::NodeConfig node;
   std::string client;
+  std::uint64_t max_clients = 64;                 ///< connections served at once
+  std::uint64_t max_request_bytes = 1U << 20;     ///< longest request line
+  std::uint64_t max_batch_bytes = 16U << 20;      ///< what one BATCH may expand to
+  std::uint64_t idle_timeout_ms = 300'000;        ///< 0: connections never time out
+  std::string admin_secret;                       ///< empty: admin commands disabled
 };
 
 [[noreturn]] void Usage(const std::string& why) {
   std::cerr << "logsync-node: " << why
             << "\nusage: logsync-node --id N --address HOST:PORT --client HOST:PORT --dir DIR "
                "[--peers ID=HOST:PORT,...] [--election-timeout MS] [--snapshot-threshold N] "
-               "[--snapshot-trailing N]\n";
+               "[--snapshot-trailing N] [--admin-secret-file PATH] [--max-clients N (64)] "
+               "[--max-request-bytes N (1048576)] [--max-batch-bytes N (16777216)] "
+               "[--idle-timeout MS (300000, 0: none)]\n";
   std::exit(2);
 }
 
-std::uint64_t ParseNumber(const std::string& s, const char* what) {
+std::uint64_t ParseNumber(const std::string& s, const char* what, std::uint64_t lo = 0,
+                          std::uint64_t hi = std::numeric_limits<std::uint64_t>::max()) {
   std::uint64_t v = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc{} || p != s.data() + s.size()) Usage(std::string(what) + " is not a number: " + s);
+  if (v < lo || v > hi)
+    Usage(std::string(what) + " must be in " + std::to_string(lo) + ".." + std::to_string(hi) + ": " + s);
   return v;
 }
 
+/// The secret in `path`, without its trailing newline; a usage error if the
+/// file cannot be read, is empty, or holds more than one line.
+std::string ReadSecret(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) Usage("cannot read --admin-secret-file " + path + ": " + std::strerror(errno));
+  std::string secret;
+  char chunk[4096];
+  while (in.read(chunk, sizeof chunk) || in.gcount() > 0) {
+    secret.append(chunk, static_cast<std::size_t>(in.gcount()));
+    if (secret.size() > 4096) Usage("--admin-secret-file " + path + " is longer than 4096 bytes");
+  }
+  if (in.bad()) Usage("cannot read --admin-secret-file " + path);
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  if (secret.empty()) Usage("--admin-secret-file " + path + " is empty");
+  if (secret.find_first_of("\r\n") != std::string::npos)
+    Usage("--admin-secret-file " + path + " holds more than one line");
+  return secret;
+}
+
 Options ParseArgs(int argc, char** argv) {
+  constexpr std::uint64_t kUnsigned = std::numeric_limits<unsigned>::max();
   Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (i + 1 >= argc) Usage("missing value for " + flag);
     const std::string value = argv[++i];
-    if (flag == "--id") o.node.id = ParseNumber(value, "--id");
+    if (flag == "--id") o.node.id = ParseNumber(value, "--id", 1);
     else if (flag == "--address") o.node.address = value;
     else if (flag == "--client") o.client = value;
     else if (flag == "--dir") o.node.dir = value;
     else if (flag == "--snapshot-threshold")
-      o.node.snapshot_threshold = static_cast<unsigned>(ParseNumber(value, "--snapshot-threshold"));
+      o.node.snapshot_threshold = static_cast<unsigned>(ParseNumber(value, "--snapshot-threshold", 1, kUnsigned));
     else if (flag == "--snapshot-trailing")
-      o.node.snapshot_trailing = static_cast<unsigned>(ParseNumber(value, "--snapshot-trailing"));
+      o.node.snapshot_trailing = static_cast<unsigned>(ParseNumber(value, "--snapshot-trailing", 0, kUnsigned));
     else if (flag == "--election-timeout")
-      o.node.election_timeout_ms = static_cast<unsigned>(ParseNumber(value, "--election-timeout"));
+      o.node.election_timeout_ms = static_cast<unsigned>(ParseNumber(value, "--election-timeout", 1, kMaxWaitMs));
+    else if (flag == "--max-clients") o.max_clients = ParseNumber(value, "--max-clients", 1, 1U << 20);
+    else if (flag == "--max-request-bytes")
+      o.max_request_bytes = ParseNumber(value, "--max-request-bytes", 64, std::uint64_t{1} << 30);
+    else if (flag == "--max-batch-bytes")
+      o.max_batch_bytes = ParseNumber(value, "--max-batch-bytes", 64, std::uint64_t{1} << 32);
+    else if (flag == "--idle-timeout") o.idle_timeout_ms = ParseNumber(value, "--idle-timeout", 0, kMaxWaitMs * 24);
+    else if (flag == "--admin-secret-file") o.admin_secret = ReadSecret(value);
     else if (flag == "--peers") {
       try {
         o.node.bootstrap = logsync::ParsePeers(value);
@@ -95,12 +160,35 @@ sockaddr_in ParseHostPort(const std::string& hp) {
   if (colon == std::string::npos) Usage("address is not host:port: " + hp);
   sockaddr_in a{};
   a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<std::uint16_t>(ParseNumber(hp.substr(colon + 1), "port")));
+  a.sin_port = htons(static_cast<std::uint16_t>(ParseNumber(hp.substr(colon + 1), "port", 0, 65535)));
   if (inet_pton(AF_INET, hp.substr(0, colon).c_str(), &a.sin_addr) != 1) Usage("not an IPv4 address: " + hp);
   return a;
 }
 
-std::string Handle(Node& node, const std::string& line) {
+/// Compares a secret in time that depends on the secret's length only.
+bool SameSecret(std::string_view given, std::string_view secret) {
+  volatile unsigned char diff = given.size() == secret.size() ? 0 : 1;
+  for (std::size_t i = 0; i < secret.size(); ++i) {
+    const unsigned char g = i < given.size() ? static_cast<unsigned char>(given[i]) : 0;
+    diff = diff | static_cast<unsigned char>(g ^ static_cast<unsigned char>(secret[i]));
+  }
+  return diff == 0;
+}
+
+/// Bytes a BATCH of n records "<prefix>-<i>" makes the node hold: the
+/// values and a Record each. No overflow for n <= kMaxBatchCount.
+std::uint64_t BatchBytes(std::uint64_t n, std::uint64_t prefix) {
+  std::uint64_t digits = 0;
+  for (std::uint64_t lo = 0, hi = 10, d = 1; lo < n; lo = hi, hi *= 10, ++d) digits += (std::min(n, hi) - lo) * d;
+  return n * (prefix + 1 + sizeof(logsync::Record)) + digits;
+}
+
+/// One client connection's state.
+struct Session {
+  bool admin = false;  ///< authenticated with the admin secret
+};
+
+std::string Handle(Node& node, const Options& opts, Session& session, const std::string& line) {
   std::istringstream in(line);
   std::string cmd;
   in >> cmd;
@@ -116,27 +204,39 @@ std::string Handle(Node& node, const std::string& line) {
     auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     return ec == std::errc{} && p == s.data() + s.size();
   };
+  // True when nothing but blanks is left.
+  auto done = [&] { return !(in >> std::ws).good() || in.peek() == std::char_traits<char>::eof(); };
+  auto wait = [&](std::uint64_t& ms) { return number(ms) && ms <= kMaxWaitMs; };
+  auto admin = [&]() -> const char* {
+    if (opts.admin_secret.empty()) return "ERR unauthorized admin commands are disabled";
+    if (!session.admin) return "ERR unauthorized";
+    return nullptr;
+  };
   try {
     if (cmd == "APPEND") {
       return "OK " + std::to_string(node.Append({.value = rest()}));
     }
     if (cmd == "BATCH") {
       std::uint64_t n = 0;
-      if (!number(n) || n == 0 || n > 100000) return "ERR bad-request BATCH <n 1..100000> <prefix>";
+      if (!number(n) || n == 0 || n > kMaxBatchCount) return "ERR bad-request BATCH <n 1..100000> <prefix>";
       const std::string prefix = rest();
+      if (const std::uint64_t bytes = BatchBytes(n, prefix.size()); bytes > opts.max_batch_bytes)
+        return "ERR bad-request BATCH expands to " + std::to_string(bytes) + " bytes, over the limit of " +
+               std::to_string(opts.max_batch_bytes);
       std::vector<logsync::Record> records;
+      records.reserve(n);
       for (std::uint64_t i = 0; i < n; ++i) records.push_back({.value = prefix + "-" + std::to_string(i)});
       return "OK " + std::to_string(node.AppendBatch(records));
     }
     if (cmd == "READ") {
       std::uint64_t off = 0;
-      if (!number(off)) return "ERR bad-request READ <offset>";
+      if (!number(off) || !done()) return "ERR bad-request READ <offset>";
       return "OK " + node.Read(off).value;
     }
     if (cmd == "NEXT") {
       std::uint64_t want = 0, ms = 0;
-      if (number(want)) {
-        if (!number(ms)) return "ERR bad-request NEXT [<at least> <ms>]";
+      if (!done()) {
+        if (!number(want) || !wait(ms) || !done()) return "ERR bad-request NEXT [<at least> <ms 0..3600000>]";
         node.WaitForNext(want, std::chrono::milliseconds(ms));
       }
       return "OK " + std::to_string(node.NextOffset());
@@ -144,8 +244,9 @@ std::string Handle(Node& node, const std::string& line) {
     if (cmd == "LEADER") {
       std::uint64_t ms = 0, not_id = 0;
       logsync::Peer p;
-      if (number(ms)) {
-        number(not_id);
+      if (!done()) {
+        if (!wait(ms) || (!done() && !number(not_id)) || !done())
+          return "ERR bad-request LEADER [<ms 0..3600000> [<not id>]]";
         p = node.WaitForLeader(std::chrono::milliseconds(ms), not_id);
       } else {
         p = node.Leader();
@@ -153,25 +254,33 @@ std::string Handle(Node& node, const std::string& line) {
       if (p.id == 0) return "ERR no-leader";
       return "OK " + std::to_string(p.id) + " " + p.address;
     }
+    if (cmd == "AUTH") {
+      if (opts.admin_secret.empty()) return "ERR unauthorized admin commands are disabled";
+      session.admin = SameSecret(rest(), opts.admin_secret);
+      return session.admin ? "OK" : "ERR unauthorized";
+    }
     if (cmd == "JOIN") {
+      if (const char* refused = admin()) return refused;
       std::uint64_t id = 0;
       std::string address;
-      if (!number(id) || id == 0 || !(in >> address)) return "ERR bad-request JOIN <id> <address>";
+      if (!number(id) || id == 0 || !(in >> address) || !done()) return "ERR bad-request JOIN <id> <address>";
       node.Join(id, address);
       return "OK";
     }
     if (cmd == "REMOVE") {
+      if (const char* refused = admin()) return refused;
       std::uint64_t id = 0;
-      if (!number(id) || id == 0) return "ERR bad-request REMOVE <id>";
+      if (!number(id) || id == 0 || !done()) return "ERR bad-request REMOVE <id>";
       node.Leave(id);
       return "OK";
     }
     if (cmd == "STATS") return "OK restored " + std::to_string(node.SnapshotsRestored());
     if (cmd == "TRANSFER") {
+      if (const char* refused = admin()) return refused;
       node.TransferLeadership();
       return "OK";
     }
-    return "ERR bad-request unknown command '" + cmd + "'";
+    return "ERR bad-request unknown command '" + cmd.substr(0, 64) + "'";
   } catch (const logsync::NotLeader& e) {
     if (e.leader().id == 0) return "ERR no-leader";
     return "ERR not-leader " + std::to_string(e.leader().id) + " " + e.leader().address;
@@ -185,36 +294,176 @@ std::string Handle(Node& node, const std::string& line) {
   }
 }
 
-void Serve(Node& node, int fd) {
-  std::string buf;
-  char chunk[4096];
-  for (;;) {
-    const ssize_t n = ::read(fd, chunk, sizeof chunk);
-    if (n <= 0) break;
-    buf.append(chunk, static_cast<std::size_t>(n));
-    if (buf.size() > (16U << 20)) break;  // a line this long is not a client of ours
-    std::size_t nl;
-    while ((nl = buf.find('\n')) != std::string::npos) {
-      std::string line = buf.substr(0, nl);
-      buf.erase(0, nl + 1);
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (line == "QUIT") {
-        ::close(fd);
-        return;
-      }
-      const std::string reply = Handle(node, line) + "\n";
-      for (std::size_t done = 0; done < reply.size();) {
-        const ssize_t w = ::write(fd, reply.data() + done, reply.size() - done);
-        if (w <= 0) {
-          ::close(fd);
-          return;
-        }
-        done += static_cast<std::size_t>(w);
-      }
-    }
+bool WriteAll(int fd, std::string_view s) noexcept {
+  while (!s.empty()) {
+    const ssize_t w = ::send(fd, s.data(), s.size(), MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    s.remove_prefix(static_cast<std::size_t>(w));
+  }
+  return true;
+}
+
+/// Sends a last line and closes, reading (and dropping) what the client
+/// still sends for up to a second, so that the line is not lost to a reset.
+void CloseWith(int fd, const std::string& line) noexcept {
+  if (WriteAll(fd, line)) WriteAll(fd, "\n");
+  ::shutdown(fd, SHUT_WR);
+  const auto until = Clock::now() + std::chrono::seconds(1);
+  char chunk[65536];
+  for (auto now = Clock::now(); now < until; now = Clock::now()) {
+    pollfd p{fd, POLLIN, 0};
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count();
+    if (::poll(&p, 1, static_cast<int>(left) + 1) <= 0) break;
+    if (::recv(fd, chunk, sizeof chunk, MSG_DONTWAIT) <= 0 && errno != EINTR && errno != EAGAIN) break;
   }
   ::close(fd);
 }
+
+/// Turns a connection away from the accept thread with `line` (which ends
+/// in a newline), without blocking or allocating.
+void Reject(int fd, std::string_view line) noexcept {
+  (void)::send(fd, line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  char chunk[4096];
+  while (::recv(fd, chunk, sizeof chunk, MSG_DONTWAIT) > 0) {
+  }
+  ::close(fd);
+}
+
+/// Closes a descriptor when it goes out of scope (unless taken).
+struct FdGuard {
+  int fd;
+  ~FdGuard() {
+    if (fd >= 0) ::close(fd);
+  }
+  int Take() { return std::exchange(fd, -1); }
+};
+
+void Serve(Node& node, const Options& opts, int fd) {
+  FdGuard guard{fd};
+  if (opts.idle_timeout_ms > 0) {
+    timeval tv{};
+    tv.tv_sec = static_cast<time_t>(opts.idle_timeout_ms / 1000);
+    tv.tv_usec = static_cast<suseconds_t>(opts.idle_timeout_ms % 1000 * 1000);
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
+  const std::string too_long = "ERR bad-request line too long (over " + std::to_string(opts.max_request_bytes) + " bytes)";
+  Session session;
+  std::string buf;      // input not yet handled: part of one line, never over the limit
+  std::size_t scanned = 0;  // bytes of buf known to hold no newline
+  std::vector<char> chunk(64 * 1024);
+  for (;;) {
+    const ssize_t n = ::read(fd, chunk.data(), chunk.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // closed, failed or idle too long
+    buf.append(chunk.data(), static_cast<std::size_t>(n));
+    std::size_t start = 0, nl;
+    while ((nl = buf.find('\n', scanned)) != std::string::npos) {
+      if (nl - start > opts.max_request_bytes) return CloseWith(guard.Take(), too_long);
+      std::string line = buf.substr(start, nl - start);
+      start = scanned = nl + 1;
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line == "QUIT") return;
+      if (!WriteAll(fd, Handle(node, opts, session, line) + "\n")) return;
+    }
+    buf.erase(0, start);
+    scanned = buf.size();
+    if (buf.size() > opts.max_request_bytes) return CloseWith(guard.Take(), too_long);
+  }
+}
+
+/// Says something on stderr at most once a second, counting what it held back.
+class Complaint {
+ public:
+  void Say(const std::string& what) {
+    const auto now = Clock::now();
+    if (said_ && now - last_ < std::chrono::seconds(1)) {
+      ++held_;
+      return;
+    }
+    std::cerr << "logsync-node: " << what;
+    if (held_) std::cerr << " (and " << held_ << " more since the last report)";
+    std::cerr << std::endl;
+    said_ = true;
+    last_ = now;
+    held_ = 0;
+  }
+
+ private:
+  bool said_ = false;
+  Clock::time_point last_{};
+  std::uint64_t held_ = 0;
+};
+
+/// Accepts clients for good: running out of descriptors, memory or threads
+/// turns clients away (with an ERR line when there is a way to send one)
+/// but never stops the loop.
+class Acceptor {
+ public:
+  Acceptor(Node& node, const Options& opts, int listener) : node_(node), opts_(opts), listener_(listener) {}
+
+  [[noreturn]] void Run() {
+    for (;;) {
+      try {
+        AcceptOne();
+      } catch (...) {  // no memory even to complain: wait for some to be freed
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    }
+  }
+
+ private:
+  void AcceptOne() {
+    if (reserve_ < 0) reserve_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    const int fd = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) return Failed(errno);
+    if (active_.load() >= opts_.max_clients) {
+      Reject(fd, "ERR busy too many clients\n");
+      complaint_.Say("turning clients away: " + std::to_string(opts_.max_clients) +
+                     " connections open (--max-clients)");
+      return;
+    }
+    active_.fetch_add(1);  // only this thread adds: the check above holds
+    try {
+      std::thread([this, fd] {
+        try {
+          Serve(node_, opts_, fd);
+        } catch (...) {  // out of memory: the connection is closed, the node goes on
+        }
+        active_.fetch_sub(1);
+      }).detach();
+    } catch (const std::exception& e) {
+      active_.fetch_sub(1);
+      Reject(fd, "ERR busy cannot start a connection thread\n");
+      complaint_.Say(std::string("cannot start a connection thread: ") + e.what());
+    }
+  }
+
+  void Failed(int err) {
+    if (err == EINTR || err == ECONNABORTED || err == EAGAIN || err == EPROTO) return;
+    if ((err == EMFILE || err == ENFILE) && reserve_ >= 0) {
+      // Free the reserve to take the waiting client and tell it why.
+      ::close(reserve_);
+      const int extra = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (extra >= 0) Reject(extra, "ERR busy out of file descriptors\n");
+      reserve_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      complaint_.Say(std::string("accept: ") + std::strerror(err) + ", turning clients away (" +
+                     std::to_string(active_.load()) + " connections open)");
+      return;
+    }
+    complaint_.Say(std::string("accept: ") + std::strerror(err) + ", retrying");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // until descriptors or memory are freed
+  }
+
+  Node& node_;
+  const Options& opts_;
+  const int listener_;
+  std::atomic<std::uint64_t> active_{0};  ///< connection threads running
+  Complaint complaint_;
+  /// A descriptor held in reserve for when accept runs out of them.
+  int reserve_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+};
 
 }  // namespace
 
@@ -238,22 +487,15 @@ int main(int argc, char** argv) {
   }
 
   std::unique_ptr<Node> node;
+  std::unique_ptr<Acceptor> acceptor;
   try {
     node = std::make_unique<Node>(opts.node);
+    acceptor = std::make_unique<Acceptor>(*node, opts, listener);
+    std::thread([&acceptor] { acceptor->Run(); }).detach();
   } catch (const std::exception& e) {
     std::cerr << "logsync-node: " << e.what() << "\n";
     return 1;
   }
-  std::thread([&] {
-    for (;;) {
-      const int fd = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0) {
-        if (errno == EINTR || errno == ECONNABORTED) continue;
-        return;
-      }
-      std::thread(Serve, std::ref(*node), fd).detach();
-    }
-  }).detach();
   std::cout << "ready " << opts.node.id << " " << opts.node.address << " client " << opts.client << std::endl;
 
   int sig = 0;

@@ -3,7 +3,9 @@
 // leader, kill -9 of the leader, a new leader, the killed node restarted
 // on its data and catching up, a fourth node joining and a node removed.
 // Every node must end with the same records at the same offsets, holding
-// every append that was acknowledged. The node program's path is argv[1].
+// every append that was acknowledged. Membership changes and transfers are
+// admin commands: the nodes get a secret file and the test authenticates.
+// The node program's path is argv[1].
 #define BOOST_TEST_MODULE raft_cluster_test
 #include <boost/test/unit_test.hpp>
 
@@ -20,6 +22,7 @@
 
 #include <atomic>
 #include <deque>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -102,6 +105,17 @@ std::string Ask(int port, const std::string& line) {
   return c.Ask(line);
 }
 
+// The admin secret every Cluster's nodes are started with.
+constexpr const char* kSecret = "cluster-test-secret";
+
+// Sends an admin command on a connection authenticated with kSecret.
+std::string AskAdmin(int port, const std::string& line) {
+  Client c(port);
+  const std::string auth = c.Ask(std::string("AUTH ") + kSecret);
+  if (auth != "OK") return "AUTH -> " + auth;
+  return c.Ask(line);
+}
+
 struct Node {
   Node(std::uint64_t i, int r, int c) : id(i), raft_port(r), client_port(c) {}
   std::uint64_t id;
@@ -113,6 +127,9 @@ struct Node {
 class Cluster {
  public:
   explicit Cluster(int n, std::vector<std::string> extra = {}) : extra_(std::move(extra)) {
+    const std::string secret = (dir_ / "admin-secret").string();
+    std::ofstream(secret) << kSecret << "\n";
+    extra_.insert(extra_.end(), {"--admin-secret-file", secret});
     for (int i = 1; i <= n; ++i) nodes_.emplace_back(static_cast<std::uint64_t>(i), FreePort(), FreePort());
     for (const auto& node : nodes_) peers_ += (peers_.empty() ? "" : ",") + std::to_string(node.id) + "=" + node.Address();
     for (auto& node : nodes_) Start(node, peers_);
@@ -315,9 +332,9 @@ BOOST_AUTO_TEST_CASE(three_nodes_survive_leader_kill_and_membership_changes) {
   // A fourth node joins (spare, caught up, promoted to voter); one leaves.
   Node& fourth = c.Add();
   const std::uint64_t leader = c.Leader();
-  BOOST_TEST(Ask(c.ById(leader).client_port, "JOIN 4 " + fourth.Address()) == "OK");
+  BOOST_TEST(AskAdmin(c.ById(leader).client_port, "JOIN 4 " + fourth.Address()) == "OK");
   const std::uint64_t gone = leader == 1 ? 2 : 1;
-  BOOST_TEST(Ask(c.ById(leader).client_port, "REMOVE " + std::to_string(gone)) == "OK");
+  BOOST_TEST(AskAdmin(c.ById(leader).client_port, "REMOVE " + std::to_string(gone)) == "OK");
   c.removed_.insert(gone);
   {
     std::vector<std::jthread> more;
@@ -338,6 +355,8 @@ BOOST_AUTO_TEST_CASE(bad_requests_get_errors) {
   BOOST_TEST(client.Ask("READ x").rfind("ERR bad-request", 0) == 0U);
   BOOST_TEST(client.Ask("READ 5") == "ERR out-of-range");
   BOOST_TEST(client.Ask("BATCH 0 p").rfind("ERR bad-request", 0) == 0U);
+  BOOST_TEST(client.Ask("JOIN x") == "ERR unauthorized");
+  BOOST_TEST(client.Ask(std::string("AUTH ") + kSecret) == "OK");
   BOOST_TEST(client.Ask("JOIN x").rfind("ERR bad-request", 0) == 0U);
   BOOST_TEST(client.Ask("APPEND ok") == "OK 0");
   BOOST_TEST(client.Ask("READ 0") == "OK ok");
@@ -381,7 +400,7 @@ BOOST_AUTO_TEST_CASE(leadership_moves_on_transfer) {
   Writer writer(c, mu, acked);
   writer.Send("APPEND before", {"before"});
   const std::uint64_t old = c.Leader();
-  BOOST_TEST(Ask(c.ById(old).client_port, "TRANSFER") == "OK");
+  BOOST_TEST(AskAdmin(c.ById(old).client_port, "TRANSFER") == "OK");
   const std::uint64_t fresh = c.Leader(old);
   BOOST_TEST(fresh != old);
   writer.Send("APPEND after", {"after"});

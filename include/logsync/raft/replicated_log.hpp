@@ -254,9 +254,17 @@ class ReplicatedLog {
     });
   }
 
-  /// Removes a node from the cluster. Call on the leader.
+  /// Removes a node from the cluster. Call on the leader. Refuses
+  /// (ReplicationError, RAFT_BADROLE) to remove the last voter: the cluster
+  /// could never elect a leader again.
   void Leave(std::uint64_t id) {
     Run<void>([this, id](auto done) {
+      if (raft_state(&raft_) == RAFT_LEADER && IsLastVoter(id)) {
+        done->set_exception(std::make_exception_ptr(ReplicationError(
+            "remove: node " + std::to_string(id) + " is the last voter; without it the cluster has no leader",
+            RAFT_BADROLE)));
+        return;
+      }
       auto* req = new ChangeRequest{{}, {}, done, this, id, {}};
       req->add.data = req;
       if (const int rv = raft_remove(&raft_, &req->add, id, &ReplicatedLog::OnChanged); rv != 0) {
@@ -336,6 +344,20 @@ class ReplicatedLog {
     const char* address = nullptr;
     raft_leader(&raft_, &id, &address);
     return Peer{id, address ? address : ""};
+  }
+
+  // Loop thread only. The configuration is the latest one, uncommitted
+  // changes included, so two removals cannot both pass this check.
+  bool IsLastVoter(std::uint64_t id) const {
+    unsigned voters = 0;
+    bool voter = false;
+    for (unsigned i = 0; i < raft_.configuration.n; ++i) {
+      const raft_server& s = raft_.configuration.servers[i];
+      if (s.role != RAFT_VOTER) continue;
+      ++voters;
+      voter |= s.id == id;
+    }
+    return voter && voters == 1;
   }
 
   // Loop thread only.
