@@ -219,6 +219,21 @@ class NodeProcess {
     return path;
   }
 
+  /// A connection the node serves, once the slots of connections closed
+  /// before it are free (null if none within `timeout`).
+  std::unique_ptr<Conn> Hold(std::chrono::milliseconds timeout = 15s) const {
+    const auto until = Clock::now() + timeout;
+    do {
+      auto c = std::make_unique<Conn>(port_);
+      const std::string reply = c->Ask("NEXT", std::chrono::milliseconds(Remaining(until)));
+      if (reply.rfind("OK ", 0) == 0) return c;
+      BOOST_TEST_MESSAGE("held connection: " << reply);
+      if (reply == kTimeout) break;
+      std::this_thread::sleep_for(10ms);  // turned away: a slot is being freed
+    } while (Clock::now() < until);
+    return nullptr;
+  }
+
   /// Whether a fresh client gets its NEXT answered within `timeout`:
   /// connections turned away while the node frees slots are retried.
   bool Serves(std::chrono::milliseconds timeout = 15s) const {
@@ -267,8 +282,8 @@ BOOST_AUTO_TEST_CASE(connections_over_max_clients_are_turned_away) {
   NodeProcess node({"--max-clients", "4"});
   std::vector<std::unique_ptr<Conn>> held;
   for (int i = 0; i < 4; ++i) {
-    held.push_back(std::make_unique<Conn>(node.Port()));
-    BOOST_TEST(held.back()->Ask("NEXT") == "OK 0");  // each has its thread now
+    held.push_back(node.Hold());  // each has its thread now
+    BOOST_REQUIRE(held.back());
   }
   for (int i = 0; i < 3; ++i) {
     Conn extra(node.Port());
@@ -278,9 +293,9 @@ BOOST_AUTO_TEST_CASE(connections_over_max_clients_are_turned_away) {
   BOOST_TEST(held.front()->Ask("NEXT") == "OK 0");
   held.clear();
   BOOST_TEST(node.Serves());
-  for (int i = 0; i < 4; ++i) {
-    held.push_back(std::make_unique<Conn>(node.Port()));
-    BOOST_TEST(held.back()->Ask("NEXT") == "OK 0");
+  for (int i = 0; i < 4; ++i) {  // all the slots are free again
+    held.push_back(node.Hold());
+    BOOST_REQUIRE(held.back());
   }
 }
 
