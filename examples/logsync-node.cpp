@@ -315,7 +315,8 @@ void CloseWith(int fd, const std::string& line) noexcept {
     pollfd p{fd, POLLIN, 0};
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count();
     if (::poll(&p, 1, static_cast<int>(left) + 1) <= 0) break;
-    if (::recv(fd, chunk, sizeof chunk, MSG_DONTWAIT) <= 0 && errno != EINTR && errno != EAGAIN) break;
+    const ssize_t n = ::recv(fd, chunk, sizeof chunk, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) break;
   }
   ::close(fd);
 }
@@ -325,7 +326,7 @@ void CloseWith(int fd, const std::string& line) noexcept {
 void Reject(int fd, std::string_view line) noexcept {
   (void)::send(fd, line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   char chunk[4096];
-  while (::recv(fd, chunk, sizeof chunk, MSG_DONTWAIT) > 0) {
+  for (int i = 0; i < 16 && ::recv(fd, chunk, sizeof chunk, MSG_DONTWAIT) > 0; ++i) {
   }
   ::close(fd);
 }
