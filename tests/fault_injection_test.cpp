@@ -95,7 +95,7 @@ void Check(const std::filesystem::path& dir, const Seen& seen, const std::string
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(every_call_fails_in_turn) {
-  const std::array<int, SyscallHooks::kCalls> errnos{EMFILE, EIO, EIO, ENOLCK, EXDEV, EIO, ENOSPC, EACCES};
+  const std::array<int, SyscallHooks::kCalls> errnos{EMFILE, EIO, EIO, ENOLCK, EXDEV, EIO, ENOSPC, EACCES, ENOMEM};
   std::uint64_t faults = 0;
   for (std::size_t c = 0; c < SyscallHooks::kCalls; ++c) {
     const auto call = static_cast<SyscallHooks::Call>(c);

@@ -2,7 +2,7 @@
 /// Index: the dense offset -> position file of one segment, `<base offset>.index`.
 ///
 /// Entry i describes the record at offset base + i, so a lookup is one
-/// multiplication. The file is memory-mapped (Boost.Interprocess), allocated
+/// multiplication. The file is memory-mapped, allocated
 /// (posix_fallocate, so a full disk is an IoError when the index is
 /// created or grown, never a fault on the mapping) to
 /// hold Config::segment.max_index_bytes of entries while the segment is
@@ -197,7 +197,7 @@ class Index {
   /// msync of the header and the published entries.
   void Sync() const {
     if (!writable_) return;
-    if (detail::Sys().msync(region_->get_address(), kIndexHeaderBytes + Count() * kIndexEntryBytes, MS_SYNC) != 0)
+    if (detail::Sys().msync(region_->Address(), kIndexHeaderBytes + Count() * kIndexEntryBytes, MS_SYNC) != 0)
       throw SyncError(path(), errno, "msync");
   }
 
@@ -262,8 +262,8 @@ class Index {
     mapped_bytes_ = bytes;
     base_ = nullptr;
     if (bytes == 0) return;
-    region_ = detail::MapFile(path(), writable_, bytes);
-    base_ = static_cast<std::byte*>(region_->get_address());
+    region_ = detail::MapFile(file_, writable_, bytes);
+    base_ = static_cast<std::byte*>(region_->Address());
     rw_mapping_ = writable_;
   }
 
@@ -277,7 +277,7 @@ class Index {
   IndexCheckpoint checkpoint_{0, 0};  // the newest written (guarded by checkpoint_mu_)
   std::uint64_t file_bytes_ = 0;
   std::uint64_t mapped_bytes_ = 0;
-  std::unique_ptr<boost::interprocess::mapped_region> region_;
+  std::unique_ptr<detail::Mapping> region_;
   std::byte* base_ = nullptr;
   std::atomic<std::uint64_t> count_{0};
 };

@@ -171,7 +171,7 @@ class Store {
     const std::uint64_t pos = size_;
     if (writable_map_ && pos + frames.size() <= mapped_bytes_) {
       if (pos + frames.size() > allocated_) Allocate(pos + frames.size());
-      std::memcpy(static_cast<std::byte*>(region_->get_address()) + pos, frames.data(), frames.size());
+      std::memcpy(static_cast<std::byte*>(region_->Address()) + pos, frames.data(), frames.size());
       size_ += frames.size();
       return pos;
     }
@@ -202,7 +202,7 @@ class Store {
     writable_map_ = false;
     if (bytes == 0) return;
     const bool rw = writable_ && grow > 0;
-    region_ = detail::MapFile(path(), rw, bytes);
+    region_ = detail::MapFile(file_, rw, bytes);
     mapped_bytes_ = bytes;
     writable_map_ = rw;
     grow_ = grow;
@@ -214,7 +214,7 @@ class Store {
   /// The `len` bytes at `pos`, in the mapping. The caller knows they were
   /// written (below what the index published) and are below MappedBytes().
   std::span<const std::byte> View(std::uint64_t pos, std::uint64_t len) const noexcept {
-    return {static_cast<const std::byte*>(region_->get_address()) + pos, static_cast<std::size_t>(len)};
+    return {static_cast<const std::byte*>(region_->Address()) + pos, static_cast<std::size_t>(len)};
   }
 
   /// Cuts the file to its records (what Append allocated ahead goes) and
@@ -253,7 +253,7 @@ class Store {
   bool writable_ = false;
   std::uint64_t size_ = 0;       // bytes of records (and header)
   std::uint64_t allocated_ = 0;  // bytes of the file
-  std::unique_ptr<boost::interprocess::mapped_region> region_;
+  std::unique_ptr<detail::Mapping> region_;
   std::uint64_t mapped_bytes_ = 0;
   bool writable_map_ = false;
   std::uint64_t grow_ = 0;

@@ -3,7 +3,8 @@
 // syncs, fail the n-th write or sync with a chosen errno. "Writes" are
 // pwrite and fallocate (appends copy into a mapping after allocating the
 // file that far: the allocation is where ENOSPC and EIO surface). The other
-// calls of the seam (open, close, fstat, flock, link, rename, mkdir, unlink)
+// calls of the seam (open, close, fstat, flock, link, rename, mkdir, unlink,
+// mmap)
 // are counted per Call and can be failed the same way (FailCall). Install
 // one SyscallHooks per test; it restores the real calls when it goes away.
 
@@ -22,9 +23,9 @@ namespace logsync::test {
 class SyscallHooks {
  public:
   /// The calls FailCall can fail.
-  enum Call : std::size_t { kOpen, kClose, kFstat, kFlock, kLink, kRename, kMkdir, kUnlink, kCalls };
-  static constexpr std::array<const char*, kCalls> kCallNames{"open",   "close", "fstat", "flock",
-                                                              "link",   "rename", "mkdir", "unlink"};
+  enum Call : std::size_t { kOpen, kClose, kFstat, kFlock, kLink, kRename, kMkdir, kUnlink, kMmap, kCalls };
+  static constexpr std::array<const char*, kCalls> kCallNames{"open", "close", "fstat",  "flock", "link",
+                                                              "rename", "mkdir", "unlink", "mmap"};
 
   SyscallHooks() : saved_(detail::Sys()) {
     Current() = this;
@@ -57,6 +58,10 @@ class SyscallHooks {
     s.mkdir = [](const char* p, mode_t m) -> int {
       auto* h = Current();
       return h->FailCall(kMkdir) ? -1 : h->saved_.mkdir(p, m);
+    };
+    s.mmap = [](void* a, size_t n, int prot, int flags, int fd, off_t o) -> void* {
+      auto* h = Current();
+      return h->FailCall(kMmap) ? MAP_FAILED : h->saved_.mmap(a, n, prot, flags, fd, o);
     };
     s.unlink = [](const char* p) -> int {
       auto* h = Current();

@@ -3,10 +3,10 @@
 //
 // Every system call logsync makes on a file or directory (open, close,
 // fstat, read, write, allocate, resize, sync, flock, link, rename, unlink,
-// mkdir) goes through detail::Sys(), a table of function pointers that
-// defaults to the POSIX calls. Tests replace entries to count syncs or
-// inject short writes, ENOSPC, EIO, EMFILE and failed fsyncs anywhere
-// without touching the library's code paths.
+// mkdir, mmap, munmap) goes through detail::Sys(), a table of function
+// pointers that defaults to the POSIX calls. Tests replace entries to count
+// syncs or inject short writes, ENOSPC, EIO, EMFILE and failed fsyncs
+// anywhere without touching the library's code paths.
 
 #include <logsync/error.hpp>
 
@@ -42,6 +42,8 @@ struct SysCalls {
   int (*link)(const char*, const char*) = ::link;
   int (*rename)(const char*, const char*) = ::rename;
   int (*mkdir)(const char*, mode_t) = ::mkdir;
+  void* (*mmap)(void*, size_t, int, int, int, off_t) = ::mmap;
+  int (*munmap)(void*, size_t) = ::munmap;
 };
 
 /// The process-wide system call table (tests swap entries; see tests/support).

@@ -1,32 +1,46 @@
 #pragma once
-// Memory maps of store and index files (Boost.Interprocess), with failures
-// reported as IoError naming the file.
+// Memory maps of store and index files, made from the descriptor the log
+// opened and checked (never by opening the path again, which another process
+// could have pointed elsewhere meanwhile), through the system-call seam.
+// Failures are IoError naming the file.
 
+#include <logsync/detail/file.hpp>
 #include <logsync/error.hpp>
 
-#include <boost/interprocess/file_mapping.hpp>
-#include <boost/interprocess/mapped_region.hpp>
+#include <sys/mman.h>
 
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
-#include <filesystem>
 #include <memory>
 
 namespace logsync::detail {
 
-/// A shared map of the first `bytes` of the file at `path` (address space
-/// only: the file may be shorter). Throws IoError.
-inline std::unique_ptr<boost::interprocess::mapped_region> MapFile(const std::filesystem::path& path, bool writable,
-                                                                   std::uint64_t bytes) {
-  namespace bip = boost::interprocess;
-  const auto mode = writable ? bip::read_write : bip::read_only;
-  try {
-    bip::file_mapping mapping(path.c_str(), mode);
-    return std::make_unique<bip::mapped_region>(mapping, mode, 0, static_cast<std::size_t>(bytes));
-  } catch (const bip::interprocess_exception& e) {
-    throw IoError(path, e.get_native_error() ? e.get_native_error() : EIO, "mmap");
+/// A shared mapping of a file's first bytes; unmapped when destroyed.
+class Mapping {
+ public:
+  Mapping(const File& file, bool writable, std::uint64_t bytes) : bytes_(static_cast<std::size_t>(bytes)) {
+    if (bytes > static_cast<std::uint64_t>(SIZE_MAX)) throw IoError(file.path(), ENOMEM, "mmap");
+    const int prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
+    void* p = Sys().mmap(nullptr, bytes_, prot, MAP_SHARED, file.fd(), 0);
+    if (p == MAP_FAILED) throw IoError(file.path(), errno, "mmap");
+    address_ = p;
   }
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  ~Mapping() { Sys().munmap(address_, bytes_); }
+
+  void* Address() const noexcept { return address_; }
+
+ private:
+  void* address_ = nullptr;
+  std::size_t bytes_;
+};
+
+/// A shared map of the first `bytes` (> 0) of `file` (address space only:
+/// the file may be shorter). Throws IoError.
+inline std::unique_ptr<Mapping> MapFile(const File& file, bool writable, std::uint64_t bytes) {
+  return std::make_unique<Mapping>(file, writable, bytes);
 }
 
 }  // namespace logsync::detail
