@@ -24,6 +24,7 @@
 #include <logsync/detail/directory_lock.hpp>
 #include <logsync/detail/file.hpp>
 #include <logsync/detail/reader_registry.hpp>
+#include <logsync/detail/wait.hpp>
 #include <logsync/error.hpp>
 #include <logsync/record.hpp>
 #include <logsync/segment.hpp>
@@ -342,7 +343,8 @@ class Log {
     // must not overflow. The time spun counts against the timeout.
     using Seconds = std::chrono::duration<double>;
     const Seconds left = timeout;
-    const auto spent = [start = std::chrono::steady_clock::now()] { return std::chrono::steady_clock::now() - start; };
+    const auto start = std::chrono::steady_clock::now();
+    const auto spent = [start] { return std::chrono::steady_clock::now() - start; };
     if (spin > std::chrono::nanoseconds::zero()) {
       const Seconds budget = std::min<Seconds>(spin, left);
       do {
@@ -355,9 +357,7 @@ class Log {
     tail_waiters_.fetch_add(1, std::memory_order_seq_cst);
     {
       std::unique_lock lock(tail_mu_);
-      // In waits of at most a day, which the clock adds without overflow.
-      while (!ready() && spent() < left)
-        tail_cv_.wait_for(lock, std::min<Seconds>(left - spent(), std::chrono::hours(24)), ready);
+      detail::WaitUntilReady(tail_cv_, lock, left, ready, start);
     }
     tail_waiters_.fetch_sub(1, std::memory_order_relaxed);
     return next_offset_.load(std::memory_order_acquire) > offset;
@@ -501,7 +501,12 @@ class Log {
     }, /*keep_lock=*/true);
     if (!reopen) CheckOpen();
     poisoned_ = false;
-    Open();
+    try {
+      Open();
+    } catch (...) {
+      dir_lock_.Release();  // closed for good: the directory is free for others (and for Remove)
+      throw;
+    }
     closed_ = false;
   }
 

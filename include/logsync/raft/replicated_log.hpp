@@ -23,6 +23,7 @@ extern "C" {
 #include <logsync/codec.hpp>
 #include <logsync/config.hpp>
 #include <logsync/error.hpp>
+#include <logsync/detail/wait.hpp>
 #include <logsync/raft/state_machine.hpp>
 #include <logsync/record.hpp>
 #include <logsync/sync.hpp>
@@ -233,7 +234,7 @@ class ReplicatedLog {
   /// (id 0 on timeout).
   Peer WaitForLeader(std::chrono::milliseconds timeout, std::uint64_t not_id = 0) {
     std::unique_lock lock(leader_mu_);
-    leader_cv_.wait_for(lock, timeout, [&] { return leader_.id != 0 && leader_.id != not_id; });
+    detail::WaitUntilReady(leader_cv_, lock, timeout, [&] { return leader_.id != 0 && leader_.id != not_id; });
     return leader_.id != not_id ? leader_ : Peer{};
   }
 

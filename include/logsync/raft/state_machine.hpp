@@ -29,6 +29,7 @@ extern "C" {
 
 #include <logsync/config.hpp>
 #include <logsync/detail/endian.hpp>
+#include <logsync/detail/wait.hpp>
 #include <logsync/error.hpp>
 #include <logsync/log.hpp>
 #include <logsync/snapshot.hpp>
@@ -164,11 +165,12 @@ class LogMachine {
     return last_index_;
   }
 
-  /// Waits until the local log holds offsets below `next`; false on timeout.
+  /// Waits until the local log holds offsets below `next`; false on timeout
+  /// (any length: duration::max() waits for ever).
   template <class Duration>
   bool WaitForNext(std::uint64_t next, Duration timeout) const {
     std::unique_lock lock(wait_mu_);
-    return applied_cv_.wait_for(lock, timeout, [&] { return NextOffset() >= next; });
+    return detail::WaitUntilReady(applied_cv_, lock, timeout, [&] { return NextOffset() >= next; });
   }
 
   /// Apply failures (an I/O error of the local log) so far.
