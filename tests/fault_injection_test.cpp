@@ -145,3 +145,25 @@ BOOST_AUTO_TEST_CASE(truncate_that_fails_part_way_keeps_memory_and_disk_in_step)
   BOOST_TEST(log.LowestOffset() == lowest);
   BOOST_TEST(log.NextOffset() == 30U);
 }
+
+// A Reset whose reopen fails leaves the log closed and the directory free:
+// another Log may open it, and Remove deletes it.
+BOOST_AUTO_TEST_CASE(a_reset_that_fails_to_reopen_frees_the_directory) {
+  TempDir dir;
+  const auto sub = dir / "log";
+  AlwaysLog log(sub, logsync::test::SmallSegments(200));
+  for (std::uint64_t i = 0; i < 10; ++i) log.Append(Record{0, Value(i)});
+  {
+    SyscallHooks hooks;
+    hooks.sticky = true;
+    hooks.fail_write_at = 1;  // the new store's header
+    BOOST_CHECK_THROW(log.Reset(), logsync::IoError);
+  }
+  BOOST_CHECK_THROW(log.Append(Record{0, "x"}), logsync::StateError);
+  {
+    AlwaysLog other(sub, logsync::test::SmallSegments(200));
+    BOOST_TEST(other.Empty());
+  }
+  log.Remove();
+  BOOST_TEST(!std::filesystem::exists(sub));
+}
