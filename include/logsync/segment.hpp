@@ -84,6 +84,7 @@ class Segment {
       s->store_.emplace(Store::Create(StorePath(dir, base), base));
       s->index_ = std::make_unique<Index>(IndexPath(dir, base), base, c.segment.max_index_bytes, true);
       s->MapStore(true);
+      detail::SyncDirectory(dir);
     } catch (...) {
       // Leave nothing half-made behind (a later roll creates the same names).
       if (s->store_) {
@@ -93,7 +94,6 @@ class Segment {
       }
       throw;
     }
-    detail::SyncDirectory(dir);
     return s;
   }
 

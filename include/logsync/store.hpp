@@ -241,10 +241,19 @@ class Store {
   Store(detail::File f, std::uint64_t base, bool writable) : file_(std::move(f)), base_(base), writable_(writable) {}
 
   // Allocates the file through `end`, and up to grow_ bytes beyond it (never
-  // past the mapping), so that most appends need no system call.
+  // past the mapping), so that most appends need no system call. Where the
+  // room ahead is not there (a nearly full disk, a file size limit), just
+  // through `end`: the last bytes of a disk still take records.
   void Allocate(std::uint64_t end) {
     const std::uint64_t target = std::min(mapped_bytes_, std::max(end, allocated_ + grow_));
-    file_.Allocate(allocated_, target - allocated_);
+    try {
+      file_.Allocate(allocated_, target - allocated_);
+    } catch (const IoError&) {
+      if (target == end) throw;
+      file_.Allocate(allocated_, end - allocated_);
+      allocated_ = end;
+      return;
+    }
     allocated_ = target;
   }
 
