@@ -9,6 +9,9 @@
 #include <chrono>
 #include <string>
 #include <thread>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <vector>
 
 using logsync::Config;
@@ -263,4 +266,53 @@ BOOST_AUTO_TEST_CASE(a_new_log_directory_is_synced_into_its_parent) {
   BOOST_TEST(hooks.fsyncs.load() >= before + 3);
   log.Append(Rec("x"));
   BOOST_TEST(log.Read(0).value == "x");
+}
+
+// An Append whose sync is under way when a Reset starts a new generation:
+// what that sync covered says nothing about the new generation's records,
+// so the first Append after the Reset is synced again (and the racing
+// Append gives up with StateError instead of waiting for offsets of the old
+// generation that the new one may never reach).
+BOOST_AUTO_TEST_CASE(a_sync_that_spans_a_reset_counts_for_the_old_generation_only) {
+  TempDir dir;
+  SyscallHooks hooks;
+  LogOf<logsync::sync::Always> log(dir.path());
+  for (int i = 0; i < 10; ++i) log.Append(Rec("old-" + std::to_string(i)));
+  std::mutex mu;
+  std::condition_variable cv;
+  bool in_sync = false, reset_done = false;
+  hooks.before_datasync = [&](std::uint64_t) {
+    std::unique_lock lock(mu);
+    if (in_sync) return;  // only the first one waits
+    in_sync = true;
+    cv.notify_all();
+    cv.wait_for(lock, std::chrono::seconds(30), [&] { return reset_done; });
+  };
+  std::atomic<int> outcome{0};  // 1: returned, 2: StateError, 3: something else
+  std::thread appender([&] {
+    try {
+      log.Append(Rec("old-10"));
+      outcome = 1;
+    } catch (const logsync::StateError&) {
+      outcome = 2;
+    } catch (...) {
+      outcome = 3;
+    }
+  });
+  {
+    std::unique_lock lock(mu);
+    BOOST_REQUIRE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return in_sync; }));
+  }
+  log.Reset();  // the appender's sync is held inside fdatasync meanwhile
+  {
+    std::lock_guard lock(mu);
+    reset_done = true;
+    cv.notify_all();
+  }
+  appender.join();
+  hooks.before_datasync = nullptr;
+  BOOST_TEST(outcome.load() == 2);
+  const auto syncs = hooks.datasyncs.load();
+  BOOST_TEST(log.Append(Rec("new-0")) == 0U);
+  BOOST_TEST(hooks.datasyncs.load() == syncs + 1, "the new generation's first record was not synced");
 }

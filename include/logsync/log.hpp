@@ -124,11 +124,12 @@ class Log {
     thread_local std::vector<std::byte> frame;
     const std::uint32_t length = EncodeFrame(record, frame, 0);
     const std::uint32_t payload_crc = detail::Crc32c(0, frame.data() + kFrameHeaderBytes, length);
-    std::uint64_t offset;
+    std::uint64_t offset, generation;
     bool sync;
     {
       std::lock_guard lock(append_mu_);
       CheckWritable(1);
+      generation = generation_;
       Segment& seg = ActiveFor(frame.size(), 1);
       offset = seg.NextOffset();
       detail::WriteFrameHeader(frame.data(), offset, length, payload_crc);
@@ -138,7 +139,7 @@ class Log {
     }
     WakeTailers();
     ReleaseIfLarge(frame);
-    if (sync) SyncThrough(offset + 1);
+    if (sync) SyncThrough(offset + 1, generation);
     return offset;
   }
 
@@ -158,11 +159,12 @@ class Log {
       crcs[i] = detail::Crc32c(0, frames.data() + starts[i] + kFrameHeaderBytes, lengths[i]);
     }
     starts.back() = frames.size();
-    std::uint64_t first;
+    std::uint64_t first, generation;
     bool sync;
     {
       std::lock_guard lock(append_mu_);
       CheckWritable(records.size());
+      generation = generation_;
       first = next_offset_.load(std::memory_order_relaxed);
       const std::span<const std::byte> all(frames);
       std::size_t i = 0;
@@ -186,7 +188,7 @@ class Log {
       sync = sync_.AfterAppend(records.size());
     }
     WakeTailers();
-    if (sync) SyncThrough(first + records.size());
+    if (sync) SyncThrough(first + records.size(), generation);
     return first;
   }
 
@@ -450,7 +452,8 @@ class Log {
   /// Makes every record appended so far durable (store and index).
   void Sync() {
     CheckWritable(0);
-    SyncThrough(next_offset_.load(std::memory_order_acquire), /*force=*/true);
+    const std::uint64_t generation = Generation();  // before the target: see SyncThrough
+    SyncThrough(next_offset_.load(std::memory_order_acquire), generation, /*force=*/true);
     try {
       Active()->SyncIndex();
     } catch (const SyncError& e) {
@@ -726,11 +729,22 @@ class Log {
 
   static constexpr int kLeaderYields = 8;
 
+  std::uint64_t Generation() const {
+    std::lock_guard lock(sync_mu_);
+    return generation_;
+  }
+
   // Group commit: returns once every offset below `target` is durable. One
   // caller syncs the active store; the others wait for it and share it.
-  void SyncThrough(std::uint64_t target, bool force = false) {
+  // `generation` is the one `target` belongs to: once a Close or Reset has
+  // ended it, the call throws StateError (its records may or may not have
+  // become durable), and what it synced counts for no later generation.
+  void SyncThrough(std::uint64_t target, std::uint64_t generation, bool force = false) {
     std::unique_lock lock(sync_mu_);
-    while (synced_next_ < target || force) {
+    for (;;) {
+      if (generation_ != generation)
+        throw StateError("logsync: log " + dir_.string() + " was closed or reset before the records were synced");
+      if (synced_next_ >= target && !force) return;
       if (poisoned_) throw StateError("logsync: log " + dir_.string() + " refuses writes after a failed sync (" +
                                       poison_reason_ + "); reopen it to recover");
       if (syncing_) {
@@ -753,7 +767,7 @@ class Log {
       } catch (const SyncError& e) {
         lock.lock();
         syncing_ = false;
-        if (!poisoned_.exchange(true)) poison_reason_ = e.what();
+        if (generation_ == generation && !poisoned_.exchange(true)) poison_reason_ = e.what();
         sync_cv_.notify_all();
         throw;
       } catch (...) {
@@ -764,7 +778,7 @@ class Log {
       }
       lock.lock();
       syncing_ = false;
-      synced_next_ = std::max(synced_next_, upto);
+      if (generation_ == generation) synced_next_ = std::max(synced_next_, upto);
       sync_cv_.notify_all();
     }
   }
@@ -794,7 +808,10 @@ class Log {
       next_offset_.store(segments_.back()->NextOffset(), std::memory_order_release);
       PublishTable();
     }
-    synced_next_ = 0;  // what a previous process left may still be in the page cache only
+    {
+      std::lock_guard lock(sync_mu_);
+      synced_next_ = 0;  // what a previous process left may still be in the page cache only
+    }
     if constexpr (detail::PeriodicSync<S>) {
       syncer_ = std::jthread([this](std::stop_token stop) { SyncLoop(stop); });
     }
@@ -802,6 +819,7 @@ class Log {
 
   void SyncLoop(std::stop_token stop) {
     const auto period = std::chrono::milliseconds(sync_.Period());
+    const std::uint64_t generation = Generation();  // Shutdown stops this thread before it ends one
     std::mutex m;
     std::condition_variable_any cv;
     while (!stop.stop_requested()) {
@@ -817,7 +835,7 @@ class Log {
       }
       if (!behind) continue;
       try {
-        SyncThrough(next_offset_.load(std::memory_order_acquire));
+        SyncThrough(next_offset_.load(std::memory_order_acquire), generation);
       } catch (...) {
         return;  // poisoned: appends now report it
       }
@@ -836,6 +854,12 @@ class Log {
       syncer_.join();
     }
     if (closed_.exchange(true)) return;
+    {
+      // Appenders waiting for a sync of this generation give up (SyncThrough).
+      std::lock_guard lock(sync_mu_);
+      ++generation_;
+      sync_cv_.notify_all();
+    }
     Segments segs;
     {
       std::unique_lock w(segments_mu_);
@@ -915,6 +939,7 @@ class Log {
   mutable std::mutex sync_mu_;  // guards the group-commit state
   std::condition_variable sync_cv_;
   std::uint64_t synced_next_ = 0;
+  std::uint64_t generation_ = 0;  // one per Open; changed with append_mu_ held too
   bool syncing_ = false;
   std::string poison_reason_;
 
