@@ -1,7 +1,7 @@
 #define BOOST_TEST_MODULE full_disk_test
-// A real full filesystem: a small tmpfs mounted for the test (it needs root,
-// or the right to mount; where that is refused every case here is skipped,
-// with the reason). The log runs out of space at every 4 KiB step of free
+// A real full filesystem: a small tmpfs, and a small ext4 image on a loop
+// device, mounted for the test (it needs root, or the right to mount; where
+// that is refused the cases are skipped, with the reason). The log runs out of space at every 4 KiB step of free
 // space over a range wider than a segment, so the end comes in every phase
 // of an append and of a roll: the store's allocation ahead, the store
 // header of a new segment, the new index's allocation. The process must
@@ -24,6 +24,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <optional>
@@ -51,19 +52,52 @@ std::string MountRefusal() {
   return why;
 }
 
-struct CanMount {
+// Makes and mounts a kMountBytes ext4 image (no reserved blocks) at `at`,
+// with the image file in `image_dir`; returns why not, or empty.
+std::string MountExt4(const fs::path& image_dir, const fs::path& at) {
+  const auto image = image_dir / "ext4.img";
+  const std::string make = "truncate -s " + std::to_string(kMountBytes) + " '" + image.string() +
+                           "' && mkfs.ext4 -q -F -m 0 '" + image.string() + "' >/dev/null 2>&1 && mount -o loop '" +
+                           image.string() + "' '" + at.string() + "' 2>/dev/null";
+  if (std::system(make.c_str()) != 0) return "making and mounting an ext4 image on a loop device failed";
+  return {};
+}
+
+std::string Ext4Refusal() {
+  static const std::string why = [] {
+    if (const std::string t = MountRefusal(); !t.empty()) return t;
+    logsync::test::TempDir images, dir;
+    std::string r = MountExt4(images.path(), dir.path());
+    if (r.empty()) ::umount2(dir.path().c_str(), MNT_DETACH);
+    return r;
+  }();
+  return why;
+}
+
+// Preconditions: whether a tmpfs, and an ext4 image, can be mounted.
+template <std::string (*Refusal)()>
+struct CanMountWith {
   boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
-    const std::string why = MountRefusal();
+    const std::string why = Refusal();
     boost::test_tools::assertion_result r(why.empty());
     r.message() << why;
     return r;
   }
 };
+using CanMount = CanMountWith<MountRefusal>;
+using CanMountExt4 = CanMountWith<Ext4Refusal>;
 
-// A tmpfs of kMountBytes at a fresh directory, unmounted at the end.
+// A small filesystem of kMountBytes at a fresh directory (a tmpfs, or an
+// ext4 image on a loop device), unmounted at the end.
 class Tmpfs {
  public:
-  Tmpfs() {
+  explicit Tmpfs(bool ext4 = false) {
+    if (ext4) {
+      const std::string why = MountExt4(images_.path(), dir_.path());
+      if (!why.empty()) throw std::runtime_error(why);
+      fs::remove_all(dir_.path() / "lost+found");
+      return;
+    }
     const std::string opts = "size=" + std::to_string(kMountBytes);
     if (::mount("tmpfs", dir_.path().c_str(), "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str()) != 0)
       throw std::runtime_error(std::string("mount tmpfs: ") + std::strerror(errno));
@@ -88,9 +122,12 @@ class Tmpfs {
     BOOST_REQUIRE(fd >= 0);
     struct stat st {};
     ::fstat(fd, &st);
-    const int rc = ::posix_fallocate(fd, st.st_size, static_cast<off_t>(free - left));
+    int rc = ::posix_fallocate(fd, st.st_size, static_cast<off_t>(free - left));
+    // Where the free count runs ahead of what can be allocated (ext4's
+    // delayed allocation), a page at a time until the filesystem is full.
+    for (off_t at = st.st_size; rc == ENOSPC && FreeBytes() > left; at += 4096) rc = ::posix_fallocate(fd, at, 4096);
     ::close(fd);
-    BOOST_REQUIRE_MESSAGE(rc == 0, "filling the tmpfs: " << std::strerror(rc));
+    BOOST_REQUIRE_MESSAGE(rc == 0 || rc == ENOSPC, "filling the filesystem: " << std::strerror(rc));
   }
 
   /// Fills every byte.
@@ -111,7 +148,7 @@ class Tmpfs {
   }
 
  private:
-  logsync::test::TempDir dir_;
+  logsync::test::TempDir images_, dir_;  // the image outlives the mount
 };
 
 // Segments small enough that the range of free space the test walks holds
@@ -210,9 +247,9 @@ void RunOutAt(Tmpfs& fs, std::uint64_t before, std::uint64_t left) {
 // Every 4 KiB of free space over the last 2 MiB (thirty segments' worth
 // of store, and the index of each), after `before` records.
 template <class S>
-void WalkFreeSpace(std::uint64_t before) {
-  Tmpfs fs;
-  for (std::uint64_t left = 0; left <= (2 << 20); left += 4096) RunOutAt<S>(fs, before, left);
+void WalkFreeSpace(std::uint64_t before, bool ext4 = false, std::uint64_t range = 2 << 20) {
+  Tmpfs fs(ext4);
+  for (std::uint64_t left = 0; left <= range; left += 4096) RunOutAt<S>(fs, before, left);
 }
 
 }  // namespace
@@ -304,4 +341,11 @@ BOOST_AUTO_TEST_CASE(another_process_fills_the_disk, *boost::unit_test::precondi
     ExpectRecords(log, acked, "racing filler, reopened");
     log.Remove();
   }
+}
+
+// ext4, where allocation, delayed allocation and unwritten extents differ
+// from tmpfs: every 4 KiB over the last 512 KiB.
+BOOST_AUTO_TEST_CASE(every_free_space_level_on_ext4, *boost::unit_test::precondition(CanMountExt4())) {
+  WalkFreeSpace<logsync::sync::None>(0, /*ext4=*/true, 512 << 10);
+  WalkFreeSpace<logsync::sync::None>(700, /*ext4=*/true, 512 << 10);
 }
