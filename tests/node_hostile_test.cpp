@@ -8,132 +8,29 @@
 #define BOOST_TEST_MODULE node_hostile_test
 #include <boost/test/unit_test.hpp>
 
+#include "support/node.hpp"
 #include "support/temp_dir.hpp"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
-using logsync::test::TempDir;
+using namespace logsync::test;
 using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr const char* kTimeout = "<timeout>";
-constexpr const char* kClosed = "<closed>";
 constexpr const char* kSecret = "hostile-test-secret";
-
-std::string NodeProgram() {
-  auto& suite = boost::unit_test::framework::master_test_suite();
-  BOOST_REQUIRE_MESSAGE(suite.argc > 1, "usage: node_hostile_test -- <path to logsync-node>");
-  return suite.argv[1];
-}
-
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  BOOST_REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-int Remaining(Clock::time_point until) {
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
-  return left > 0 ? static_cast<int>(left) : 0;
-}
-
-/// A client connection; every read has a deadline, so a node that stopped
-/// answering fails the test instead of hanging it.
-class Conn {
- public:
-  explicit Conn(int port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<std::uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) Close();
-  }
-  Conn(const Conn&) = delete;
-  ~Conn() { Close(); }
-  bool Ok() const { return fd_ >= 0; }
-
-  /// The next line, kClosed at end of stream, kTimeout past the deadline.
-  std::string ReadLine(std::chrono::milliseconds timeout = 10s) {
-    const auto until = Clock::now() + timeout;
-    std::size_t nl;
-    while ((nl = buf_.find('\n')) == std::string::npos) {
-      if (fd_ < 0) return kClosed;
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, Remaining(until)) != 1) return kTimeout;
-      if (!Receive()) return kClosed;
-    }
-    std::string line = buf_.substr(0, nl);
-    buf_.erase(0, nl + 1);
-    return line;
-  }
-
-  std::string Ask(const std::string& line, std::chrono::milliseconds timeout = 10s) {
-    return Send(line + "\n", timeout);
-  }
-
-  /// Sends `data` while reading: returns the first reply line, even one
-  /// that comes before all of `data` was taken.
-  std::string Send(const std::string& data, std::chrono::milliseconds timeout = 10s) {
-    const auto until = Clock::now() + timeout;
-    std::size_t sent = 0;
-    while (buf_.find('\n') == std::string::npos) {
-      if (fd_ < 0) return kClosed;
-      pollfd p{fd_, static_cast<short>(POLLIN | (sent < data.size() ? POLLOUT : 0)), 0};
-      if (::poll(&p, 1, Remaining(until)) != 1) return kTimeout;
-      if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
-        if (!Receive()) return kClosed;
-      } else if (p.revents & POLLOUT) {
-        const ssize_t n = ::send(fd_, data.data() + sent, data.size() - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n > 0) sent += static_cast<std::size_t>(n);
-        else if (errno != EAGAIN && errno != EINTR) sent = data.size();  // reset: read what came
-      }
-    }
-    return ReadLine(std::chrono::milliseconds(Remaining(until)));
-  }
-
- private:
-  bool Receive() {
-    char chunk[65536];
-    const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-    if (n <= 0) {
-      Close();
-      return false;
-    }
-    buf_.append(chunk, static_cast<std::size_t>(n));
-    return true;
-  }
-  void Close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  int fd_ = -1;
-  std::string buf_;
-};
 
 /// A field of /proc/<pid>/status, in kB (VmHWM, VmSize...); -1 if absent.
 long StatusKb(pid_t pid, const std::string& field) {
@@ -142,33 +39,6 @@ long StatusKb(pid_t pid, const std::string& field) {
   while (std::getline(in, line))
     if (line.rfind(field + ":", 0) == 0) return std::stol(line.substr(field.size() + 1));
   return -1;
-}
-
-/// Runs the node program with `args` (no wait for "ready"); returns its pid
-/// and the read end of its stdout.
-std::pair<pid_t, int> Spawn(const std::vector<std::string>& args, const std::string& stderr_path, rlim_t nofile = 0) {
-  int out[2];
-  BOOST_REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
-  std::vector<std::string> all{NodeProgram()};
-  all.insert(all.end(), args.begin(), args.end());
-  const pid_t pid = ::fork();
-  BOOST_REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::dup2(out[1], 1);
-    const int err = ::open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    ::dup2(err, 2);
-    if (nofile != 0) {
-      const rlimit lim{nofile, nofile};
-      if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) ::_exit(126);
-    }
-    std::vector<char*> argv;
-    for (auto& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  ::close(out[1]);
-  return {pid, out[0]};
 }
 
 /// One node, the sole voter of its cluster, killed at the end.
@@ -182,42 +52,21 @@ class NodeProcess {
     for (auto& e : extra) args.push_back(e == "@secret" ? SecretFile() : e);
     int out;
     std::tie(pid_, out) = Spawn(args, StderrPath(), nofile);
-    pollfd p{out, POLLIN, 0};
-    std::string line;
-    char ch;
-    while (line.find('\n') == std::string::npos) {
-      BOOST_REQUIRE_MESSAGE(::poll(&p, 1, 20000) == 1, "the node did not start");
-      BOOST_REQUIRE_MESSAGE(::read(out, &ch, 1) == 1, "the node exited at start: " << Stderr());
-      line += ch;
-    }
-    ::close(out);
-    BOOST_REQUIRE(line.rfind("ready", 0) == 0);
+    AwaitReady(out, "the node", StderrPath());
     Conn c(port_);
     BOOST_REQUIRE_MESSAGE(c.Ask("LEADER 10000").rfind("OK 1 ", 0) == 0, "the node elected no leader");
   }
   NodeProcess(const NodeProcess&) = delete;
-  ~NodeProcess() {
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-  }
+  ~NodeProcess() { Stop(pid_); }
 
   int Port() const { return port_; }
   pid_t Pid() const { return pid_; }
   std::string StderrPath() const { return (dir_ / "stderr").string(); }
-  std::string Stderr() const {
-    std::ifstream in(StderrPath());
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
+  std::string Stderr() const { return ReadText(StderrPath()); }
   bool Alive() const { return ::kill(pid_, 0) == 0 && ::waitpid(pid_, nullptr, WNOHANG) == 0; }
 
   /// The file holding kSecret (and a trailing newline), written on first use.
-  std::string SecretFile() const {
-    const std::string path = (dir_ / "secret").string();
-    std::ofstream(path) << kSecret << "\n";
-    return path;
-  }
+  std::string SecretFile() const { return WriteSecretFile(dir_ / "secret", kSecret); }
 
   /// A connection the node serves, once the slots of connections closed
   /// before it are free (null if none within `timeout`).
@@ -255,8 +104,6 @@ class NodeProcess {
   int port_;
   pid_t pid_ = -1;
 };
-
-bool StartsWith(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
 
 }  // namespace
 

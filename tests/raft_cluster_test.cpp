@@ -9,112 +9,30 @@
 #define BOOST_TEST_MODULE raft_cluster_test
 #include <boost/test/unit_test.hpp>
 
+#include "support/node.hpp"
 #include "support/temp_dir.hpp"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <deque>
-#include <fstream>
 #include <map>
+#include <memory>
 #include <mutex>
-#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
-using logsync::test::TempDir;
+using namespace logsync::test;
+using namespace std::chrono_literals;
 
 namespace {
 
-std::string NodeProgram() {
-  auto& suite = boost::unit_test::framework::master_test_suite();
-  BOOST_REQUIRE_MESSAGE(suite.argc > 1, "usage: raft_cluster_test -- <path to logsync-node>");
-  return suite.argv[1];
-}
-
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  BOOST_REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-// One connection speaking the line protocol; empty reply when it broke.
-class Client {
- public:
-  explicit Client(int port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<std::uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) Close();
-  }
-  Client(const Client&) = delete;
-  ~Client() { Close(); }
-  bool Ok() const { return fd_ >= 0; }
-
-  std::string Ask(const std::string& line) {
-    if (fd_ < 0) return {};
-    const std::string out = line + "\n";
-    if (::send(fd_, out.data(), out.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(out.size())) {
-      Close();
-      return {};
-    }
-    std::size_t nl;
-    while ((nl = buf_.find('\n')) == std::string::npos) {
-      char chunk[4096];
-      const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-      if (n <= 0) {
-        Close();
-        return {};
-      }
-      buf_.append(chunk, static_cast<std::size_t>(n));
-    }
-    std::string reply = buf_.substr(0, nl);
-    buf_.erase(0, nl + 1);
-    return reply;
-  }
-
- private:
-  void Close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  int fd_ = -1;
-  std::string buf_;
-};
-
-std::string Ask(int port, const std::string& line) {
-  Client c(port);
-  return c.Ask(line);
-}
-
 // The admin secret every Cluster's nodes are started with.
 constexpr const char* kSecret = "cluster-test-secret";
-
-// Sends an admin command on a connection authenticated with kSecret.
-std::string AskAdmin(int port, const std::string& line) {
-  Client c(port);
-  const std::string auth = c.Ask(std::string("AUTH ") + kSecret);
-  if (auth != "OK") return "AUTH -> " + auth;
-  return c.Ask(line);
-}
 
 struct Node {
   Node(std::uint64_t i, int r, int c) : id(i), raft_port(r), client_port(c) {}
@@ -127,9 +45,7 @@ struct Node {
 class Cluster {
  public:
   explicit Cluster(int n, std::vector<std::string> extra = {}) : extra_(std::move(extra)) {
-    const std::string secret = (dir_ / "admin-secret").string();
-    std::ofstream(secret) << kSecret << "\n";
-    extra_.insert(extra_.end(), {"--admin-secret-file", secret});
+    extra_.insert(extra_.end(), {"--admin-secret-file", WriteSecretFile(dir_ / "admin-secret", kSecret)});
     for (int i = 1; i <= n; ++i) nodes_.emplace_back(static_cast<std::uint64_t>(i), FreePort(), FreePort());
     for (const auto& node : nodes_) peers_ += (peers_.empty() ? "" : ",") + std::to_string(node.id) + "=" + node.Address();
     for (auto& node : nodes_) Start(node, peers_);
@@ -146,47 +62,19 @@ class Cluster {
 
   // Starts a node on its data directory and waits for its "ready" line.
   void Start(Node& node, const std::string& peers) {
-    int out[2];
-    BOOST_REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
     const std::string dir = (dir_ / ("n" + std::to_string(node.id))).string();
     const std::string log = dir + ".stderr";
-    std::vector<std::string> args{NodeProgram(), "--id", std::to_string(node.id), "--address", node.Address(),
+    std::vector<std::string> args{"--id", std::to_string(node.id), "--address", node.Address(),
                                   "--client", "127.0.0.1:" + std::to_string(node.client_port), "--dir", dir,
                                   "--election-timeout", "400"};
     if (!peers.empty()) args.insert(args.end(), {"--peers", peers});
     args.insert(args.end(), extra_.begin(), extra_.end());
-    const pid_t pid = ::fork();
-    BOOST_REQUIRE(pid >= 0);
-    if (pid == 0) {
-      ::dup2(out[1], 1);
-      const int err = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      ::dup2(err, 2);
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    ::close(out[1]);
+    const auto [pid, out] = Spawn(args, log);
     node.pid = pid;
-    pollfd p{out[0], POLLIN, 0};
-    std::string line;
-    char ch;
-    while (line.find('\n') == std::string::npos) {
-      BOOST_REQUIRE_MESSAGE(::poll(&p, 1, 20000) == 1, "node " << node.id << " did not start");
-      BOOST_REQUIRE_MESSAGE(::read(out[0], &ch, 1) == 1, "node " << node.id << " exited at start");
-      line += ch;
-    }
-    ::close(out[0]);
-    BOOST_REQUIRE(line.rfind("ready", 0) == 0);
+    AwaitReady(out, "node " + std::to_string(node.id), log);
   }
 
-  void Kill(Node& node, int sig) {
-    const pid_t pid = node.pid.exchange(-1);
-    if (pid <= 0) return;
-    ::kill(pid, sig);
-    ::waitpid(pid, nullptr, 0);
-  }
+  void Kill(Node& node, int sig) { Stop(node.pid.exchange(-1), sig); }
 
   Node& ById(std::uint64_t id) { return nodes_[id - 1]; }
 
@@ -209,13 +97,13 @@ class Cluster {
   }
 
   std::uint64_t Next(const Node& node, std::uint64_t want = 0) {
-    const std::string r = Ask(node.client_port, "NEXT " + std::to_string(want) + " 30000");
+    const std::string r = Ask(node.client_port, "NEXT " + std::to_string(want) + " 30000", 40s);
     BOOST_REQUIRE_MESSAGE(r.rfind("OK ", 0) == 0, "NEXT on node " << node.id << ": " << r);
     return std::stoull(r.substr(3));
   }
 
   std::vector<std::string> Records(const Node& node, std::uint64_t n) {
-    Client c(node.client_port);
+    Conn c(node.client_port);
     std::vector<std::string> out;
     for (std::uint64_t i = 0; i < n; ++i) out.push_back(c.Ask("READ " + std::to_string(i)));
     return out;
@@ -240,7 +128,7 @@ class Writer {
   // records it appended.
   void Send(const std::string& request, const std::vector<std::string>& values) {
     for (int attempt = 0; attempt < 200; ++attempt) {
-      if (!client_ || !client_->Ok()) client_ = std::make_unique<Client>(c_.ById(c_.Leader()).client_port);
+      if (!client_ || !client_->Ok()) client_ = std::make_unique<Conn>(c_.ById(c_.Leader()).client_port);
       const std::string r = client_->Ask(request);
       if (r.rfind("OK ", 0) == 0) {
         const std::uint64_t first = std::stoull(r.substr(3));
@@ -252,7 +140,7 @@ class Writer {
         std::istringstream in(r.substr(15));
         std::uint64_t id = 0;
         in >> id;
-        client_ = std::make_unique<Client>(c_.ById(id).client_port);
+        client_ = std::make_unique<Conn>(c_.ById(id).client_port);
         continue;
       }
       client_.reset();  // no leader, connection lost, outcome unknown: try again
@@ -264,7 +152,7 @@ class Writer {
   Cluster& c_;
   std::mutex& mu_;
   std::map<std::uint64_t, std::string>& acked_;
-  std::unique_ptr<Client> client_;
+  std::unique_ptr<Conn> client_;
 };
 
 void CheckSame(Cluster& c, const std::vector<std::uint64_t>& ids, const std::map<std::uint64_t, std::string>& acked) {
@@ -332,9 +220,9 @@ BOOST_AUTO_TEST_CASE(three_nodes_survive_leader_kill_and_membership_changes) {
   // A fourth node joins (spare, caught up, promoted to voter); one leaves.
   Node& fourth = c.Add();
   const std::uint64_t leader = c.Leader();
-  BOOST_TEST(AskAdmin(c.ById(leader).client_port, "JOIN 4 " + fourth.Address()) == "OK");
+  BOOST_TEST(AskAdmin(c.ById(leader).client_port, kSecret, "JOIN 4 " + fourth.Address()) == "OK");
   const std::uint64_t gone = leader == 1 ? 2 : 1;
-  BOOST_TEST(AskAdmin(c.ById(leader).client_port, "REMOVE " + std::to_string(gone)) == "OK");
+  BOOST_TEST(AskAdmin(c.ById(leader).client_port, kSecret, "REMOVE " + std::to_string(gone)) == "OK");
   c.removed_.insert(gone);
   {
     std::vector<std::jthread> more;
@@ -350,7 +238,7 @@ BOOST_AUTO_TEST_CASE(three_nodes_survive_leader_kill_and_membership_changes) {
 BOOST_AUTO_TEST_CASE(bad_requests_get_errors) {
   Cluster c(1);
   const int port = c.ById(c.Leader()).client_port;
-  Client client(port);
+  Conn client(port);
   BOOST_TEST(client.Ask("NOPE").rfind("ERR bad-request", 0) == 0U);
   BOOST_TEST(client.Ask("READ x").rfind("ERR bad-request", 0) == 0U);
   BOOST_TEST(client.Ask("READ 5") == "ERR out-of-range");
@@ -400,7 +288,7 @@ BOOST_AUTO_TEST_CASE(leadership_moves_on_transfer) {
   Writer writer(c, mu, acked);
   writer.Send("APPEND before", {"before"});
   const std::uint64_t old = c.Leader();
-  BOOST_TEST(AskAdmin(c.ById(old).client_port, "TRANSFER") == "OK");
+  BOOST_TEST(AskAdmin(c.ById(old).client_port, kSecret, "TRANSFER") == "OK");
   const std::uint64_t fresh = c.Leader(old);
   BOOST_TEST(fresh != old);
   writer.Send("APPEND after", {"after"});
