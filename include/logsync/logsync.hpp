@@ -13,3 +13,4 @@
 #include <logsync/store.hpp>
 #include <logsync/sync.hpp>
 #include <logsync/verify.hpp>
+#include <logsync/version.hpp>
