@@ -786,7 +786,7 @@ class Log {
   void Open() {
     detail::CreateDirSynced(detail::CleanDir(dir_));  // new directories' entries synced too
     if (!dir_lock_.Held()) dir_lock_ = detail::DirectoryLock(dir_);  // Reset keeps it
-    std::vector<std::uint64_t> stores = SegmentFiles(".store"), indexes = SegmentFiles(".index");
+    const auto [stores, indexes] = SegmentFiles();
     // An index whose store is gone is what an interrupted removal leaves.
     for (std::uint64_t b : indexes)
       if (!std::binary_search(stores.begin(), stores.end(), b)) detail::RemoveFile(Segment::IndexPath(dir_, b));
@@ -877,18 +877,29 @@ class Log {
     if (!keep_lock) dir_lock_.Release();
   }
 
-  // The sorted base offsets of the directory's files named as segment files
-  // with extension `ext`. An entry with such a name that is not a regular
-  // file (a symbolic link, a directory, a fifo, a device) is refused with a
-  // CorruptionError naming it: skipping it could hand out offsets that were
-  // acknowledged, and nothing is deleted on its account.
-  std::vector<std::uint64_t> SegmentFiles(const char* ext) const {
+  // The sorted base offsets of the directory's stores and of its indexes.
+  struct SegmentFileBases {
+    std::vector<std::uint64_t> stores, indexes;
+  };
+
+  // Lists the directory's segment files, in one pass. An entry with a
+  // segment file's name that is not a regular file (a symbolic link, a
+  // directory, a fifo, a device) is refused with a CorruptionError naming
+  // it: skipping it could hand out offsets that were acknowledged, and
+  // nothing is deleted on its account.
+  SegmentFileBases SegmentFiles() const {
     namespace fs = std::filesystem;
-    std::vector<std::uint64_t> bases;
+    SegmentFileBases found;
     std::error_code ec;
     fs::directory_iterator it(dir_, ec);
     for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
-      const auto b = detail::ParseSegmentName(it->path().filename().string(), ext);
+      const std::string name = it->path().filename().string();
+      std::vector<std::uint64_t>* bases = &found.stores;
+      auto b = detail::ParseSegmentName(name, ".store");
+      if (!b) {
+        b = detail::ParseSegmentName(name, ".index");
+        bases = &found.indexes;
+      }
       if (!b) continue;
       const auto type = it->symlink_status(ec).type();
       if (ec) break;
@@ -900,15 +911,16 @@ class Log {
                                    : type == fs::file_type::fifo      ? "a fifo"
                                                                       : "not a file") +
                                   "); move it away and retry");
-      bases.push_back(*b);
+      bases->push_back(*b);
     }
     if (ec) throw IoError(dir_, ec.value(), "list directory");
-    std::sort(bases.begin(), bases.end());
-    return bases;
+    std::sort(found.stores.begin(), found.stores.end());
+    std::sort(found.indexes.begin(), found.indexes.end());
+    return found;
   }
 
   void RemoveFiles(bool lock_file) {
-    std::vector<std::uint64_t> bases = SegmentFiles(".store"), indexes = SegmentFiles(".index");
+    auto [bases, indexes] = SegmentFiles();
     bases.insert(bases.end(), indexes.begin(), indexes.end());
     std::sort(bases.begin(), bases.end());
     bases.erase(std::unique(bases.begin(), bases.end()), bases.end());
