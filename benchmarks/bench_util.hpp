@@ -34,7 +34,11 @@ class ScratchDir {
 /// The frame logsync writes for a record of `payload` at `offset`: what the
 /// raw ceilings write, byte for byte.
 inline std::vector<std::byte> Frame(std::uint64_t offset, const std::string& payload) {
-  return detail::EncodeFrame(offset, std::as_bytes(std::span(payload)));
+  const auto bytes = std::as_bytes(std::span(payload));
+  std::vector<std::byte> f(kFrameHeaderBytes + bytes.size());
+  if (!bytes.empty()) std::memcpy(f.data() + kFrameHeaderBytes, bytes.data(), bytes.size());
+  detail::WriteFrameHeader(f.data(), offset, static_cast<std::uint32_t>(bytes.size()), detail::PayloadCrc(bytes));
+  return f;
 }
 
 inline int OpenScratchFile(const std::filesystem::path& p) {

@@ -2,7 +2,9 @@
 #include <boost/test/unit_test.hpp>
 
 #include <logsync/detail/crc32c.hpp>
-#include <logsync/store.hpp>
+#include <logsync/format.hpp>
+
+#include "support/frames.hpp"
 
 #include <array>
 #include <cstring>
@@ -20,10 +22,7 @@ std::vector<std::byte> RandomBytes(std::size_t n, unsigned seed) {
   return v;
 }
 
-// A frame: header then payload, with a valid header for `offset`.
-std::vector<std::byte> Frame(std::uint64_t offset, const std::string& payload) {
-  return detail::EncodeFrame(offset, std::as_bytes(std::span(payload)));
-}
+using test::Frame;  // header then payload, with a valid header for `offset`
 
 }  // namespace
 

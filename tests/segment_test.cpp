@@ -25,12 +25,12 @@ void Put(Segment& s, const std::string& payload) {
   const auto f = test::Frame(s.NextOffset(), payload);
   const auto len = static_cast<std::uint32_t>(payload.size());
   BOOST_REQUIRE(s.Fits(f.size(), 1));
-  s.Append(f, std::span(&len, 1));
+  test::AppendFrames(s, f, std::span(&len, 1));
 }
 
 std::string Get(const Segment& s, std::uint64_t offset) {
   std::vector<std::byte> buf;
-  return test::AsString(s.ReadFrame(offset, buf));
+  return test::AsString(test::ReadFrame(s, offset, buf));
 }
 
 // A segment at base 100 with n records, closed cleanly (sealed).
@@ -77,7 +77,7 @@ BOOST_AUTO_TEST_CASE(batch_append_indexes_every_frame) {
     frames.insert(frames.end(), f.begin(), f.end());
     lengths.push_back(static_cast<std::uint32_t>(p.size()));
   }
-  s->Append(frames, lengths);
+  test::AppendFrames(*s, frames, lengths);
   BOOST_TEST(s->Count() == 4U);
   for (std::uint64_t i = 0; i < 4; ++i) BOOST_TEST(Get(*s, i) == "batch-" + std::to_string(i));
 }
@@ -106,11 +106,11 @@ BOOST_AUTO_TEST_CASE(reopen_sealed_and_active) {
   TempDir dir;
   Build(dir, 20);
   {
-    auto s = Segment::Open(dir.path(), 100, Resolved(), false);
+    auto s = Segment::Open(dir.path(), 100, Resolved(), Segment::Role::kSealed);
     BOOST_TEST(s->Sealed());
     CheckHolds(*s, 20);
   }
-  auto s = Segment::Open(dir.path(), 100, Resolved(), true);
+  auto s = Segment::Open(dir.path(), 100, Resolved(), Segment::Role::kActive);
   BOOST_TEST(!s->Sealed());
   CheckHolds(*s, 20);
   Put(*s, Payload(120));
@@ -128,7 +128,7 @@ BOOST_AUTO_TEST_CASE(torn_tail_at_every_byte) {
   for (std::uint64_t cut = good_end - prev_frame; cut < whole.size(); ++cut) {
     test::WriteFile(store, whole.substr(0, cut));
     std::filesystem::remove(dir / "00000000000000000100.index");
-    auto s = Segment::Open(dir.path(), 100, Resolved(), true);
+    auto s = Segment::Open(dir.path(), 100, Resolved(), Segment::Role::kActive);
     const std::uint64_t expect = cut < good_end ? 4 : 5;
     BOOST_TEST(s->Count() == expect, "cut at " << cut);
     CheckHolds(*s, expect);
@@ -146,7 +146,7 @@ BOOST_AUTO_TEST_CASE(torn_tail_with_a_stale_preallocated_index) {
   // preallocated, but the store lost the end of its last frame.
   std::filesystem::resize_file(dir / "00000000000000000100.index", 4096);
   test::WriteFile(store, whole.substr(0, whole.size() - 2));
-  auto s = Segment::Open(dir.path(), 100, Resolved(), true);
+  auto s = Segment::Open(dir.path(), 100, Resolved(), Segment::Role::kActive);
   CheckHolds(*s, 5);
   BOOST_TEST(std::filesystem::file_size(store) == s->CommittedBytes());
 }
@@ -158,18 +158,18 @@ BOOST_AUTO_TEST_CASE(garbage_and_zero_tails_are_cut_off) {
     const auto store = Build(dir, 4);
     const auto size = std::filesystem::file_size(store);
     test::AppendToFile(store, tail);
-    auto s = Segment::Open(dir.path(), 100, Resolved(), true);
+    auto s = Segment::Open(dir.path(), 100, Resolved(), Segment::Role::kActive);
     CheckHolds(*s, 4);
     BOOST_TEST(std::filesystem::file_size(store) == size);
   }
 }
 
 BOOST_AUTO_TEST_CASE(missing_index_is_rebuilt) {
-  for (bool active : {true, false}) {
+  for (const auto role : {Segment::Role::kActive, Segment::Role::kSealed}) {
     TempDir dir;
     Build(dir, 9);
     std::filesystem::remove(dir / "00000000000000000100.index");
-    auto s = Segment::Open(dir.path(), 100, Resolved(), active);
+    auto s = Segment::Open(dir.path(), 100, Resolved(), role);
     CheckHolds(*s, 9);
     BOOST_TEST(std::filesystem::exists(dir / "00000000000000000100.index"));
   }
@@ -180,7 +180,7 @@ BOOST_AUTO_TEST_CASE(zero_filled_index_tail) {
   Build(dir, 9);
   // Preallocated and never trimmed, as a crash leaves it.
   std::filesystem::resize_file(dir / "00000000000000000100.index", 1 << 16);
-  auto s = Segment::Open(dir.path(), 100, Resolved(), true);
+  auto s = Segment::Open(dir.path(), 100, Resolved(), Segment::Role::kActive);
   CheckHolds(*s, 9);
 }
 
@@ -192,7 +192,7 @@ BOOST_AUTO_TEST_CASE(index_longer_than_the_store) {
   std::uint64_t end = kStoreHeaderBytes;
   for (int i = 0; i < 5; ++i) end += kFrameHeaderBytes + Payload(100 + i).size();
   test::WriteFile(store, whole.substr(0, end));
-  auto s = Segment::Open(dir.path(), 100, Resolved(), true);
+  auto s = Segment::Open(dir.path(), 100, Resolved(), Segment::Role::kActive);
   CheckHolds(*s, 5);
   Put(*s, "next");
   BOOST_TEST(Get(*s, 105) == "next");
@@ -206,8 +206,8 @@ BOOST_AUTO_TEST_CASE(index_entries_out_of_order_are_not_trusted) {
                    idx.begin() + kIndexHeaderBytes + 3 * kIndexEntryBytes,
                    idx.begin() + kIndexHeaderBytes + 3 * kIndexEntryBytes);
   test::WriteFile(dir / "00000000000000000100.index", idx);
-  for (bool active : {true, false}) {
-    auto s = Segment::Open(dir.path(), 100, Resolved(), active);
+  for (const auto role : {Segment::Role::kActive, Segment::Role::kSealed}) {
+    auto s = Segment::Open(dir.path(), 100, Resolved(), role);
     CheckHolds(*s, 6);  // rebuilt from the store
   }
 }
@@ -217,7 +217,7 @@ BOOST_AUTO_TEST_CASE(sealed_segment_with_trailing_garbage_is_reported) {
   const auto store = Build(dir, 4);
   const auto size = std::filesystem::file_size(store);
   test::AppendToFile(store, "not a frame at all");
-  BOOST_CHECK_EXCEPTION(Segment::Open(dir.path(), 100, Resolved(), false), CorruptionError,
+  BOOST_CHECK_EXCEPTION(Segment::Open(dir.path(), 100, Resolved(), Segment::Role::kSealed), CorruptionError,
                         [&](const CorruptionError& e) { return e.path() == store && e.position() == size; });
   BOOST_TEST(std::filesystem::file_size(store) == size + 18);  // nothing cut away
 }
@@ -229,10 +229,10 @@ BOOST_AUTO_TEST_CASE(flipped_payload_bit_is_reported_on_read) {
   const auto at = bytes.find(Payload(102));
   bytes[at + 2] ^= 0x04;
   test::WriteFile(store, bytes);
-  auto s = Segment::Open(dir.path(), 100, Resolved(), false);
+  auto s = Segment::Open(dir.path(), 100, Resolved(), Segment::Role::kSealed);
   BOOST_TEST(s->Count() == 5U);
   std::vector<std::byte> buf;
-  BOOST_CHECK_EXCEPTION(s->ReadFrame(102, buf), CorruptionError, [&](const CorruptionError& e) {
+  BOOST_CHECK_EXCEPTION(test::ReadFrame(*s, 102, buf), CorruptionError, [&](const CorruptionError& e) {
     return e.path() == store && e.position() == at - kFrameHeaderBytes;
   });
   BOOST_TEST(Get(*s, 101) == Payload(101));
@@ -250,7 +250,7 @@ BOOST_AUTO_TEST_CASE(flipped_bit_in_synced_frames_is_reported_not_cut) {
   bytes[at + 9] ^= 0x01;  // inside the offset field
   test::WriteFile(store, bytes);
   std::filesystem::resize_file(dir / "00000000000000000100.index", 4096);  // unclean shutdown
-  auto s = Segment::Open(dir.path(), 100, Resolved(), true);
+  auto s = Segment::Open(dir.path(), 100, Resolved(), Segment::Role::kActive);
   BOOST_TEST(s->Count() == 5U);
   BOOST_CHECK_THROW(Get(*s, 103), CorruptionError);
   for (std::uint64_t o : {100, 101, 102, 104}) BOOST_TEST(Get(*s, o) == Payload(o));
@@ -271,7 +271,7 @@ BOOST_AUTO_TEST_CASE(flipped_header_bit_past_the_checkpoint_ends_the_segment) {
   const auto at = bytes.find(Payload(104)) - kFrameHeaderBytes;
   bytes[at + 9] ^= 0x01;
   test::WriteFile(store, bytes);
-  auto s = Segment::Open(dir.path(), 100, Resolved(), true);
+  auto s = Segment::Open(dir.path(), 100, Resolved(), Segment::Role::kActive);
   CheckHolds(*s, 4);
   BOOST_TEST(std::filesystem::file_size(store) == at);  // the rest is cut off
 }
@@ -288,7 +288,7 @@ BOOST_AUTO_TEST_CASE(recovery_reads_only_what_follows_the_checkpoint) {
   const auto store = dir / "00000000000000000100.store";
   {
     test::SyscallHooks hooks;
-    auto s = Segment::Open(dir.path(), 100, Resolved(), true);
+    auto s = Segment::Open(dir.path(), 100, Resolved(), Segment::Role::kActive);
     // The headers (the store's twice), then the first read-ahead chunk from
     // the checkpoint on (the three unsynced frames, then zeros): not the
     // megabyte of records before it.
@@ -298,7 +298,7 @@ BOOST_AUTO_TEST_CASE(recovery_reads_only_what_follows_the_checkpoint) {
   }
   // Without a checkpoint (its CRC broken) every frame is read again.
   {
-    auto s = Segment::Open(dir.path(), 100, Resolved(), true);
+    auto s = Segment::Open(dir.path(), 100, Resolved(), Segment::Role::kActive);
     for (std::uint64_t i = n + 3; i < n + 6; ++i) Put(*s, Payload(100 + i));
   }  // crash again
   const auto index = dir / "00000000000000000100.index";
@@ -306,7 +306,7 @@ BOOST_AUTO_TEST_CASE(recovery_reads_only_what_follows_the_checkpoint) {
   idx[20] = static_cast<char>(idx[20] ^ 1);
   test::WriteFile(index, idx);
   test::SyscallHooks hooks;
-  auto s = Segment::Open(dir.path(), 100, Resolved(), true);
+  auto s = Segment::Open(dir.path(), 100, Resolved(), Segment::Role::kActive);
   BOOST_TEST(hooks.read_bytes.load() >= s->CommittedBytes() - kStoreHeaderBytes);
   CheckHolds(*s, n + 6);
 }
@@ -332,7 +332,7 @@ BOOST_AUTO_TEST_CASE(a_checkpoint_beyond_what_recovery_finds_is_replaced) {
   detail::StoreLE<std::uint32_t>(p + 32, detail::Crc32c(0, p + 8, 24));
   test::WriteFile(index, x);
   {
-    auto s = Segment::Open(dir.path(), 100, Resolved(), true);
+    auto s = Segment::Open(dir.path(), 100, Resolved(), Segment::Role::kActive);
     CheckHolds(*s, 2);
     for (std::uint64_t i = 2; i < 5; ++i) Put(*s, Payload(100 + i));
     s->SyncStore();
@@ -341,12 +341,12 @@ BOOST_AUTO_TEST_CASE(a_checkpoint_beyond_what_recovery_finds_is_replaced) {
   {
     // The checkpoint moved on with the sync (a stale claim of ten records
     // would have kept it from ever moving).
-    Index idx(index, 100, 0, false);
+    Index idx(index, 100, 0, detail::Access::kReadOnly);
     BOOST_REQUIRE(idx.CheckpointOnDisk().has_value());
     BOOST_TEST(idx.CheckpointOnDisk()->records == 5U);
     BOOST_TEST(idx.CheckpointOnDisk()->store_bytes == store_size);
   }
-  CheckHolds(*Segment::Open(dir.path(), 100, Resolved(), true), 5);
+  CheckHolds(*Segment::Open(dir.path(), 100, Resolved(), Segment::Role::kActive), 5);
 }
 
 BOOST_AUTO_TEST_CASE(a_damaged_last_trusted_entry_does_not_cut_durable_records) {
@@ -365,7 +365,7 @@ BOOST_AUTO_TEST_CASE(a_damaged_last_trusted_entry_does_not_cut_durable_records) 
             '\0');
   x[kIndexHeaderBytes + 2 * kIndexEntryBytes + 4] = static_cast<char>(x[kIndexHeaderBytes + 2 * kIndexEntryBytes + 4] - 3);
   test::WriteFile(index, x);
-  CheckHolds(*Segment::Open(dir.path(), 100, Resolved(), true), 5);
+  CheckHolds(*Segment::Open(dir.path(), 100, Resolved(), Segment::Role::kActive), 5);
 }
 
 BOOST_AUTO_TEST_CASE(a_damaged_frame_a_sync_covered_is_refused_not_cut) {
@@ -387,7 +387,7 @@ BOOST_AUTO_TEST_CASE(a_damaged_frame_a_sync_covered_is_refused_not_cut) {
   std::string bytes = test::ReadFile(store);
   bytes[bytes.find(Payload(102))] ^= 0x10;
   test::WriteFile(store, bytes);
-  BOOST_CHECK_EXCEPTION(Segment::Open(dir.path(), 100, Resolved(), true), CorruptionError,
+  BOOST_CHECK_EXCEPTION(Segment::Open(dir.path(), 100, Resolved(), Segment::Role::kActive), CorruptionError,
                         [&](const CorruptionError& e) { return e.path() == store; });
   BOOST_TEST(test::ReadFile(store) == bytes);
 }
@@ -397,20 +397,20 @@ BOOST_AUTO_TEST_CASE(store_shorter_than_its_header) {
   Build(dir, 0);
   const auto store = dir / "00000000000000000100.store";
   test::WriteFile(store, "LGSY");  // creation torn before the header was whole
-  auto s = Segment::Open(dir.path(), 100, Resolved(), true);
+  auto s = Segment::Open(dir.path(), 100, Resolved(), Segment::Role::kActive);
   BOOST_TEST(s->Empty());
   Put(*s, "first");
   BOOST_TEST(Get(*s, 100) == "first");
   // Short, but not what a torn creation leaves: not replaced.
   test::WriteFile(dir / "00000000000000000300.store", "hello");
-  BOOST_CHECK_THROW(Segment::Open(dir.path(), 300, Resolved(), true), CorruptionError);
+  BOOST_CHECK_THROW(Segment::Open(dir.path(), 300, Resolved(), Segment::Role::kActive), CorruptionError);
   BOOST_TEST(test::ReadFile(dir / "00000000000000000300.store") == "hello");
   test::WriteFile(dir / "00000000000000000400.store", std::string(9, '\0'));
-  BOOST_TEST(Segment::Open(dir.path(), 400, Resolved(), true)->Empty());
+  BOOST_TEST(Segment::Open(dir.path(), 400, Resolved(), Segment::Role::kActive)->Empty());
   // A header that never reached the disk, frames that did: the header is
   // written again and the frames that hold are kept.
   {
-    const std::string good = test::AsString(Store::Header(100));
+    const std::string good = test::AsString(detail::StoreHeader(100));
     std::string frames;
     for (std::uint64_t o = 100; o < 103; ++o) {
       const auto f = test::Frame(o, Payload(o));
@@ -420,19 +420,19 @@ BOOST_AUTO_TEST_CASE(store_shorter_than_its_header) {
       std::string torn = good.substr(0, k) + std::string(kStoreHeaderBytes - k, '\0') + frames;
       test::WriteFile(store, torn);
       std::filesystem::remove(dir / "00000000000000000100.index");
-      CheckHolds(*Segment::Open(dir.path(), 100, Resolved(), true), 3);
+      CheckHolds(*Segment::Open(dir.path(), 100, Resolved(), Segment::Role::kActive), 3);
     }
   }
   // A sealed segment may not be that short.
   test::WriteFile(dir / "00000000000000000900.store", "LG");
-  BOOST_CHECK_THROW(Segment::Open(dir.path(), 900, Resolved(), false), CorruptionError);
+  BOOST_CHECK_THROW(Segment::Open(dir.path(), 900, Resolved(), Segment::Role::kSealed), CorruptionError);
 }
 
 BOOST_AUTO_TEST_CASE(store_from_another_segment_is_rejected) {
   TempDir dir;
   const auto store = Build(dir, 3);
   std::filesystem::rename(store, dir / "00000000000000000200.store");  // swapped names
-  BOOST_CHECK_THROW(Segment::Open(dir.path(), 200, Resolved(), true), CorruptionError);
+  BOOST_CHECK_THROW(Segment::Open(dir.path(), 200, Resolved(), Segment::Role::kActive), CorruptionError);
   BOOST_TEST(std::filesystem::exists(dir / "00000000000000000200.store"));
 }
 
@@ -469,7 +469,7 @@ BOOST_AUTO_TEST_CASE(recovery_checks_frames_larger_than_its_read_chunk) {
   }
   std::filesystem::remove(dir / "00000000000000000100.index");
   {
-    auto s = Segment::Open(dir.path(), 100, Resolved(), true);
+    auto s = Segment::Open(dir.path(), 100, Resolved(), Segment::Role::kActive);
     BOOST_TEST(s->Count() == 3U);
     BOOST_TEST((Get(*s, 101) == big));
   }
@@ -479,7 +479,7 @@ BOOST_AUTO_TEST_CASE(recovery_checks_frames_larger_than_its_read_chunk) {
   bytes[bytes.size() / 2] ^= 0x20;
   test::WriteFile(store, bytes);
   std::filesystem::remove(dir / "00000000000000000100.index");
-  auto s = Segment::Open(dir.path(), 100, Resolved(), true);
+  auto s = Segment::Open(dir.path(), 100, Resolved(), Segment::Role::kActive);
   BOOST_TEST(s->Count() == 1U);
   BOOST_TEST(Get(*s, 100) == "small");
 }
@@ -493,10 +493,10 @@ BOOST_AUTO_TEST_CASE(damaged_middle_entry_of_a_sealed_index_is_reported) {
   // so the open-time check passes.
   for (int b = 4; b < 8; ++b) idx[kIndexHeaderBytes + 2 * kIndexEntryBytes + b] = '\xff';
   test::WriteFile(index, idx);
-  auto s = Segment::Open(dir.path(), 100, Resolved(), false);
+  auto s = Segment::Open(dir.path(), 100, Resolved(), Segment::Role::kSealed);
   BOOST_TEST(s->Count() == 6U);
   std::vector<std::byte> buf;
-  BOOST_CHECK_EXCEPTION(s->ReadFrame(102, buf), CorruptionError, [&](const CorruptionError& e) {
+  BOOST_CHECK_EXCEPTION(test::ReadFrame(*s, 102, buf), CorruptionError, [&](const CorruptionError& e) {
     return e.path() == index && e.position() == kIndexHeaderBytes + 2 * kIndexEntryBytes;
   });
   BOOST_TEST(buf.capacity() < 4096U);  // no buffer sized from the garbage

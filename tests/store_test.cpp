@@ -48,7 +48,7 @@ BOOST_AUTO_TEST_CASE(reopen_keeps_frames_and_header) {
   const std::string bytes = test::ReadFile(dir / "s");
   BOOST_TEST(bytes.substr(0, 6) == "LGSYNC");
   BOOST_TEST(static_cast<int>(bytes[6]) == 1);
-  auto s = Store::Open(dir / "s", 5, false);
+  auto s = Store::Open(dir / "s", 5, detail::Access::kReadOnly);
   BOOST_TEST(s.Size() == kStoreHeaderBytes + f.size());
   BOOST_TEST(ReadBack(s, kStoreHeaderBytes, f.size()) == test::AsString(f));
 }
@@ -67,7 +67,7 @@ BOOST_AUTO_TEST_CASE(open_rejects_foreign_or_damaged_headers) {
   auto expect = [&](std::string bytes, const std::string& why) {
     const auto p = dir / "bad";
     test::WriteFile(p, bytes);
-    BOOST_CHECK_EXCEPTION(Store::Open(p, 3, false), CorruptionError, [&](const CorruptionError& e) {
+    BOOST_CHECK_EXCEPTION(Store::Open(p, 3, detail::Access::kReadOnly), CorruptionError, [&](const CorruptionError& e) {
       return NamesPath(e, p) && std::string(e.what()).find(why) != std::string::npos;
     });
   };
@@ -85,8 +85,8 @@ BOOST_AUTO_TEST_CASE(open_rejects_foreign_or_damaged_headers) {
   expect(b, "base offset");
   expect(good.substr(0, 15), "cut short");
   expect("", "cut short");
-  BOOST_CHECK_THROW(Store::Open(dir / "good", 4, false), CorruptionError);  // name and header disagree
-  BOOST_CHECK_EXCEPTION(Store::Open(dir / "missing", 0, false), IoError,
+  BOOST_CHECK_THROW(Store::Open(dir / "good", 4, detail::Access::kReadOnly), CorruptionError);  // name and header disagree
+  BOOST_CHECK_EXCEPTION(Store::Open(dir / "missing", 0, detail::Access::kReadOnly), IoError,
                         [](const IoError& e) { return e.error() == ENOENT; });
 }
 

@@ -1,6 +1,8 @@
 #pragma once
 /// Runtime configuration of a Log. Zero means "the default" everywhere.
 
+#include <logsync/format.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -9,12 +11,6 @@
 #include <string>
 
 namespace logsync {
-
-/// Sizes of the on-disk formats (see store.hpp and index.hpp).
-inline constexpr std::uint64_t kStoreHeaderBytes = 16;
-inline constexpr std::uint64_t kFrameHeaderBytes = 16;
-inline constexpr std::uint64_t kIndexEntryBytes = 16;
-inline constexpr std::uint64_t kIndexHeaderBytes = 48;
 
 struct Config {
   struct Segment {

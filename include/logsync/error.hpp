@@ -96,4 +96,11 @@ class StateError : public Error {
   using Error::Error;
 };
 
+namespace detail {
+/// The StateError of a call on the closed log in `dir`.
+inline StateError LogClosed(const std::filesystem::path& dir) {
+  return StateError("logsync: log " + dir.string() + " is closed");
+}
+}  // namespace detail
+
 }  // namespace logsync

@@ -1,55 +1,21 @@
 #pragma once
-/// Index: the dense offset -> position file of one segment, `<base offset>.index`.
+/// Index: the dense offset -> position file of one segment, `<base offset>.index`
+/// (its layout and checkpoint: format.hpp).
 ///
 /// Entry i describes the record at offset base + i, so a lookup is one
-/// multiplication. The file is memory-mapped, allocated
-/// (posix_fallocate, so a full disk is an IoError when the index is
-/// created or grown, never a fault on the mapping) to
-/// hold Config::segment.max_index_bytes of entries while the segment is
-/// writable and trimmed to its entries when the segment is sealed or
-/// closed. The index is derived data: the store is the source of truth, and
-/// the segment checks the index against it on open (see segment.hpp). All
-/// integers are little-endian.
-///
-///     index file: header, then entries
-///     +--------+------+--------------------------------------------------+
-///     | offset | size | field                                            |
-///     +--------+------+--------------------------------------------------+
-///     | 0      | 6    | magic "LGSIDX"                                   |
-///     | 6      | 1    | format version (1)                               |
-///     | 7      | 1    | flags (0; readers reject unknown bits)           |
-///     | 8      | 8    | base offset (u64), equal to the file name's      |
-///     | 16     | 8    | checkpoint: store bytes P known durable (u64)    |
-///     | 24     | 8    | checkpoint: records N in those bytes (u64)       |
-///     | 32     | 4    | CRC32C of bytes 8-31                             |
-///     | 36     | 12   | zero                                             |
-///     | 48     | ...  | entries, kIndexEntryBytes each                   |
-///     +--------+------+--------------------------------------------------+
-///
-///     index entry (kIndexEntryBytes = 16)
-///     +--------+------+--------------------------------------------------+
-///     | 0      | 4    | relative offset i = offset - base (u32)          |
-///     | 4      | 4    | payload length of the frame (u32)                |
-///     | 8      | 8    | position of the frame in the store (u64)         |
-///     +--------+------+--------------------------------------------------+
-///
-/// A zero-filled entry never passes for a real one: entry 0 sits at
-/// position 16 (after the store header) and entry i > 0 has i != 0.
-///
-/// The checkpoint says "the store's first P bytes, the segment's first N
-/// records, had been fdatasync'd when this was written". It is written into
-/// the mapping after every store sync and is never synced itself: a stale
-/// checkpoint is an older claim that is still true (stores only grow), and
-/// a torn one fails its CRC and counts as none. Recovery after a crash
-/// verifies frames only past the checkpoint.
+/// multiplication. The file is memory-mapped, allocated (posix_fallocate,
+/// so a full disk is an IoError when the index is created or grown, never a
+/// fault on the mapping) to hold Config::segment.max_index_bytes of entries
+/// while the segment is writable and trimmed to its entries when the
+/// segment is sealed or closed. The index is derived data: the store is the
+/// source of truth, and the segment checks the index against it on open
+/// (see segment.hpp).
 
 #include <logsync/config.hpp>
-#include <logsync/detail/endian.hpp>
 #include <logsync/detail/file.hpp>
-#include <logsync/error.hpp>
-
-#include <logsync/detail/crc32c.hpp>
 #include <logsync/detail/mapping.hpp>
+#include <logsync/error.hpp>
+#include <logsync/format.hpp>
 
 #include <algorithm>
 #include <array>
@@ -65,26 +31,6 @@
 
 namespace logsync {
 
-/// One decoded index entry.
-struct IndexEntry {
-  std::uint32_t relative = 0;
-  std::uint32_t length = 0;    ///< payload bytes
-  std::uint64_t position = 0;  ///< of the frame header in the store
-  /// Bytes of the whole frame.
-  std::uint64_t FrameBytes() const noexcept { return kFrameHeaderBytes + length; }
-  std::uint64_t End() const noexcept { return position + FrameBytes(); }
-};
-
-/// What an index checkpoint vouches for: the first `store_bytes` of the
-/// store, holding the first `records` records, were durable.
-struct IndexCheckpoint {
-  std::uint64_t store_bytes = kStoreHeaderBytes;
-  std::uint64_t records = 0;
-};
-
-inline constexpr std::string_view kIndexMagic = "LGSIDX";
-inline constexpr std::uint8_t kIndexFormatVersion = 1;
-
 /// The mapped `.index` file. Entries below Count() are immutable and may be
 /// read from any thread; one writer (the Log's append lock) writes entry
 /// Count() and then publishes it with SetCount.
@@ -95,8 +41,11 @@ class Index {
   /// entries, and a missing or foreign header is replaced by a fresh one
   /// (the entries it came with are then not trusted: EntriesOnDisk() is 0).
   /// Read-only: mapped at its current size.
-  Index(std::filesystem::path path, std::uint64_t base, std::uint64_t capacity_bytes, bool writable)
-      : file_(std::move(path), writable ? (O_RDWR | O_CREAT) : O_RDONLY), base_offset_(base), writable_(writable) {
+  Index(std::filesystem::path path, std::uint64_t base, std::uint64_t capacity_bytes, detail::Access access)
+      : file_(std::move(path), access == detail::Access::kReadWrite ? (O_RDWR | O_CREAT) : O_RDONLY),
+        base_offset_(base),
+        writable_(access == detail::Access::kReadWrite) {
+    const bool writable = writable_;
     file_bytes_ = file_.Size();
     ReadHeader();
     const std::uint64_t entry_bytes = file_bytes_ > kIndexHeaderBytes ? file_bytes_ - kIndexHeaderBytes : 0;
@@ -113,7 +62,10 @@ class Index {
 
   const std::filesystem::path& path() const noexcept { return file_.path(); }
 
-  /// Whether the file had a valid header for this segment when opened.
+  /// Whether the file had a valid header for this segment when opened
+  /// (false: it was missing, damaged or foreign, and its entries are not
+  /// trusted). For tools that inspect a log and report why an index is
+  /// rebuilt; the segment's recovery needs only the queries below.
   bool HeaderOk() const noexcept { return header_ok_; }
   /// The checkpoint the file held when opened, if its header and CRC held.
   const std::optional<IndexCheckpoint>& CheckpointOnDisk() const noexcept { return checkpoint_on_disk_; }
@@ -139,30 +91,16 @@ class Index {
 
   /// Starts loading entry i (< Capacity()) into the cache.
   void Prefetch(std::uint64_t i) const noexcept {
-    __builtin_prefetch(base_ + kIndexHeaderBytes + i * kIndexEntryBytes);
+    __builtin_prefetch(base_ + detail::IndexEntryPosition(i));
   }
 
   /// Entry i, which must be below Capacity() (and below Count() unless the
   /// caller is the writer or the recovery).
-  IndexEntry At(std::uint64_t i) const noexcept {
-    const std::byte* p = base_ + kIndexHeaderBytes + i * kIndexEntryBytes;
-    return {detail::LoadLE<std::uint32_t>(p), detail::LoadLE<std::uint32_t>(p + 4),
-            detail::LoadLE<std::uint64_t>(p + 8)};
-  }
-
-  /// Published entry i; throws OffsetOutOfRange (with the relative offset)
-  /// at or past Count().
-  IndexEntry Read(std::uint64_t i) const {
-    if (i >= Count()) throw OffsetOutOfRange(i);
-    return At(i);
-  }
+  IndexEntry At(std::uint64_t i) const noexcept { return detail::ReadIndexEntry(base_ + detail::IndexEntryPosition(i)); }
 
   /// Writes entry i (writer only; i < Capacity(), not yet published).
   void Put(std::uint64_t i, const IndexEntry& e) noexcept {
-    std::byte* p = base_ + kIndexHeaderBytes + i * kIndexEntryBytes;
-    detail::StoreLE<std::uint32_t>(p, e.relative);
-    detail::StoreLE<std::uint32_t>(p + 4, e.length);
-    detail::StoreLE<std::uint64_t>(p + 8, e.position);
+    detail::WriteIndexEntry(base_ + detail::IndexEntryPosition(i), e);
   }
 
   /// Makes entries below n visible to readers.
@@ -197,7 +135,7 @@ class Index {
   /// msync of the header and the published entries.
   void Sync() const {
     if (!writable_) return;
-    if (detail::Sys().msync(region_->Address(), kIndexHeaderBytes + Count() * kIndexEntryBytes, MS_SYNC) != 0)
+    if (detail::Sys().msync(region_->Address(), detail::IndexEntryPosition(Count()), MS_SYNC) != 0)
       throw SyncError(path(), errno, "msync");
   }
 
@@ -206,7 +144,7 @@ class Index {
   void Trim() {
     if (!writable_) return;
     Sync();
-    file_.Resize(kIndexHeaderBytes + Count() * kIndexEntryBytes);
+    file_.Resize(detail::IndexEntryPosition(Count()));
     file_.FullSync();
     writable_.store(false, std::memory_order_release);
     file_.Close();
@@ -220,36 +158,22 @@ class Index {
     if (file_bytes_ < kIndexHeaderBytes) return;
     std::array<std::byte, kIndexHeaderBytes> h{};
     if (file_.ReadAt(h, 0) != h.size()) return;
-    header_ok_ = std::memcmp(h.data(), kIndexMagic.data(), kIndexMagic.size()) == 0 &&
-                 static_cast<std::uint8_t>(h[6]) == kIndexFormatVersion && h[7] == std::byte{0} &&
-                 detail::LoadLE<std::uint64_t>(h.data() + 8) == base_offset_;
+    header_ok_ = detail::IndexHeaderMatches(h.data(), base_offset_);
     if (!header_ok_) return;
-    const std::uint32_t crc = detail::Crc32c(0, h.data() + 8, 24);
-    if (crc != detail::LoadLE<std::uint32_t>(h.data() + 32)) return;
-    IndexCheckpoint c{detail::LoadLE<std::uint64_t>(h.data() + 16), detail::LoadLE<std::uint64_t>(h.data() + 24)};
-    if (c.store_bytes < kStoreHeaderBytes) return;
-    checkpoint_on_disk_ = c;
-    checkpoint_ = c;
+    checkpoint_on_disk_ = detail::ReadIndexCheckpoint(h.data());
+    if (checkpoint_on_disk_) checkpoint_ = *checkpoint_on_disk_;
   }
 
   // Writes the checkpoint into the mapping (checkpoint_mu_ held).
   void StoreCheckpoint(const IndexCheckpoint& c) noexcept {
     if (!rw_mapping_) return;
     checkpoint_ = c;
-    std::array<std::byte, 24> b{};  // bytes 16-39
-    detail::StoreLE<std::uint64_t>(b.data(), c.store_bytes);
-    detail::StoreLE<std::uint64_t>(b.data() + 8, c.records);
-    const std::uint32_t crc = detail::Crc32c(detail::Crc32c(0, base_ + 8, 8), b.data(), 16);
-    detail::StoreLE<std::uint32_t>(b.data() + 16, crc);
-    std::memcpy(base_ + 16, b.data(), b.size());
+    detail::WriteIndexCheckpoint(base_, c);
   }
 
   // A fresh header (with the empty checkpoint) in the mapping.
   void WriteHeader() noexcept {
-    std::memset(base_, 0, kIndexHeaderBytes);
-    std::memcpy(base_, kIndexMagic.data(), kIndexMagic.size());
-    base_[6] = std::byte{kIndexFormatVersion};
-    detail::StoreLE<std::uint64_t>(base_ + 8, base_offset_);
+    detail::WriteIndexHeader(base_, base_offset_);
     ResetCheckpoint(0, kStoreHeaderBytes);
   }
 
@@ -262,7 +186,7 @@ class Index {
     mapped_bytes_ = bytes;
     base_ = nullptr;
     if (bytes == 0) return;
-    region_ = detail::MapFile(file_, writable_, bytes);
+    region_ = detail::MapFile(file_, writable_ ? detail::Access::kReadWrite : detail::Access::kReadOnly, bytes);
     base_ = static_cast<std::byte*>(region_->Address());
     rw_mapping_ = writable_;
   }

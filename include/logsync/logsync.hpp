@@ -5,10 +5,12 @@
 #include <logsync/codec.hpp>
 #include <logsync/config.hpp>
 #include <logsync/error.hpp>
+#include <logsync/format.hpp>
 #include <logsync/index.hpp>
 #include <logsync/log.hpp>
 #include <logsync/record.hpp>
 #include <logsync/segment.hpp>
+#include <logsync/segment_set.hpp>
 #include <logsync/snapshot.hpp>
 #include <logsync/store.hpp>
 #include <logsync/sync.hpp>

@@ -21,16 +21,15 @@
 #include <logsync/config.hpp>
 #include <logsync/detail/file.hpp>
 #include <logsync/error.hpp>
+#include <logsync/format.hpp>
 #include <logsync/index.hpp>
 #include <logsync/store.hpp>
 #include <logsync/verify.hpp>
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <cstring>
 #include <cstdint>
-#include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -40,40 +39,19 @@
 
 namespace logsync {
 
-namespace detail {
-
-/// `<base>` zero-padded to 20 digits, so names sort as offsets do.
-inline std::string SegmentStem(std::uint64_t base) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "%020llu", static_cast<unsigned long long>(base));
-  return buf;
-}
-
-/// The base offset of a segment file name (20 digits, then `ext`), if it is
-/// one. Only the names SegmentStem makes count: `5.store` is not ours.
-inline std::optional<std::uint64_t> ParseSegmentName(const std::string& name, std::string_view ext) {
-  if (name.size() <= ext.size() || name.compare(name.size() - ext.size(), ext.size(), ext) != 0) return {};
-  std::string_view stem(name.data(), name.size() - ext.size());
-  if (stem.size() != 20) return {};
-  for (char ch : stem)
-    if (ch < '0' || ch > '9') return {};
-  std::uint64_t v = 0;
-  auto [p, ec] = std::from_chars(stem.data(), stem.data() + stem.size(), v);
-  if (ec != std::errc{} || p != stem.data() + stem.size()) return {};
-  return v;
-}
-
-}  // namespace detail
-
 /// One store + one index. Thread safety as for Store and Index: one writer,
 /// any number of readers of published records.
 class Segment {
  public:
+  /// Whether a segment is opened as the newest one, which takes appends, or
+  /// as a sealed one (see the file comment).
+  enum class Role { kActive, kSealed };
+
   static std::filesystem::path StorePath(const std::filesystem::path& dir, std::uint64_t base) {
-    return dir / (detail::SegmentStem(base) + ".store");
+    return dir / (detail::SegmentStem(base) + std::string(detail::kStoreExtension));
   }
   static std::filesystem::path IndexPath(const std::filesystem::path& dir, std::uint64_t base) {
-    return dir / (detail::SegmentStem(base) + ".index");
+    return dir / (detail::SegmentStem(base) + std::string(detail::kIndexExtension));
   }
 
   /// Creates a new, empty, active segment (and syncs the directory entry).
@@ -82,8 +60,9 @@ class Segment {
     auto s = std::shared_ptr<Segment>(new Segment(dir, base, c));
     try {
       s->store_.emplace(Store::Create(StorePath(dir, base), base));
-      s->index_ = std::make_unique<Index>(IndexPath(dir, base), base, c.segment.max_index_bytes, true);
-      s->MapStore(true);
+      s->index_ = std::make_unique<Index>(IndexPath(dir, base), base, c.segment.max_index_bytes,
+                                          detail::Access::kReadWrite);
+      s->MapStore(Role::kActive);
       detail::SyncDirectory(dir);
     } catch (...) {
       // Leave nothing half-made behind (a later roll creates the same names).
@@ -99,13 +78,13 @@ class Segment {
 
   /// Opens an existing segment (see the file comment for what is checked).
   static std::shared_ptr<Segment> Open(const std::filesystem::path& dir, std::uint64_t base, const Config& c,
-                                       bool active) {
+                                       Role role) {
     auto s = std::shared_ptr<Segment>(new Segment(dir, base, c));
-    if (active)
+    if (role == Role::kActive)
       s->OpenActive();
     else
       s->OpenSealed();
-    s->MapStore(active);
+    s->MapStore(role);
     return s;
   }
 
@@ -127,12 +106,29 @@ class Segment {
   /// Whether not even one more (empty) record fits.
   bool IsFull() const noexcept { return !Fits(kFrameHeaderBytes, 1); }
 
-  /// Appends whole, encoded frames (writer only; the caller checked IsFull).
-  /// `lengths` holds each frame's payload length. The records become visible
-  /// to readers only once the store write and every index entry are done.
-  void Append(std::span<const std::byte> frames, std::span<const std::uint32_t> lengths) {
-    std::uint64_t pos = store_->Append(frames);
+  /// Whether `records` records, `frame_bytes` in all, fit in an empty
+  /// segment of config `c` (a batch that does not is split over segments).
+  static bool FitsEmpty(const Config& c, std::uint64_t frame_bytes, std::uint64_t records) noexcept {
+    return kStoreHeaderBytes + frame_bytes <= c.segment.max_store_bytes &&
+           records <= c.segment.max_index_bytes / kIndexEntryBytes;
+  }
+
+  /// Appends frames whose payloads are in place (writer only; the caller
+  /// checked Fits): `frames` holds, back to back, a kFrameHeaderBytes blank
+  /// and the payload of each record; `lengths` and `payload_crcs` each
+  /// payload's length and CRC32C. Stamps each header with the record's
+  /// offset (the next ones of this segment) and its frame CRC, writes the
+  /// store, then the index entries. The records become visible to readers
+  /// only once the store write and every index entry are done.
+  void Append(std::span<std::byte> frames, std::span<const std::uint32_t> lengths,
+              std::span<const std::uint32_t> payload_crcs) {
     std::uint64_t n = index_->Count();
+    std::uint64_t at = 0;
+    for (std::size_t k = 0; k < lengths.size(); ++k) {
+      detail::WriteFrameHeader(frames.data() + at, base_ + n + k, lengths[k], payload_crcs[k]);
+      at += kFrameHeaderBytes + lengths[k];
+    }
+    std::uint64_t pos = store_->Append(frames);
     for (std::uint32_t len : lengths) {
       index_->Put(n, IndexEntry{static_cast<std::uint32_t>(n), len, pos});
       pos += kFrameHeaderBytes + len;
@@ -151,7 +147,7 @@ class Segment {
     const IndexEntry e = index_->At(i);
     const bool chained = i + 1 >= index_->Count() || e.End() == index_->At(i + 1).position;
     if (e.relative != i || e.position < kStoreHeaderBytes || !chained)
-      throw CorruptionError(IndexFile(), kIndexHeaderBytes + i * kIndexEntryBytes,
+      throw CorruptionError(IndexFile(), detail::IndexEntryPosition(i),
                             "index entry of offset " + std::to_string(offset) + " does not chain with its neighbours");
     return e;
   }
@@ -182,14 +178,6 @@ class Segment {
     const auto frame = store_->View(e.position, e.FrameBytes());
     __builtin_prefetch(frame.data());
     __builtin_prefetch(frame.data() + frame.size() - 1);
-  }
-
-  /// Reads and checks the frame of a published offset into `buf`; returns
-  /// the payload (a view into buf).
-  std::span<const std::byte> ReadFrame(std::uint64_t offset, std::vector<std::byte>& buf) const {
-    const auto payload = Payload(offset);
-    buf.assign(payload.begin(), payload.end());
-    return buf;
   }
 
   /// Store bytes [pos, pos + out.size()), which must be below CommittedBytes().
@@ -250,7 +238,7 @@ class Segment {
         return;
       }
       if (e.relative != i || e.position != pos || e.length != h.length)
-        report.Add(IndexFile(), kIndexHeaderBytes + i * kIndexEntryBytes,
+        report.Add(IndexFile(), detail::IndexEntryPosition(i),
                    "index entry of offset " + std::to_string(base_ + i) + " does not match its frame");
       else
         ++report.records, report.payload_bytes += h.length;
@@ -284,9 +272,9 @@ class Segment {
   // Maps the store: an active one writable, as far as it may grow, with the
   // file allocated ahead of the records by up to a sixteenth of a segment
   // (at most 8 MiB); a sealed one read-only.
-  void MapStore(bool active) {
+  void MapStore(Role role) {
     const std::uint64_t max = config_.segment.max_store_bytes;
-    if (active)
+    if (role == Role::kActive)
       store_->Map(std::max(max, store_->Size()), std::clamp<std::uint64_t>(max / 16, 1, 8ULL << 20));
     else
       store_->Map(store_->Size());
@@ -300,10 +288,11 @@ class Segment {
       // synced, so nothing in it was acknowledged as durable) is written
       // again; the frames after it are then checked like any others.
       detail::File probe(store_path, O_RDWR);
-      if (TornHeader(probe)) probe.WriteAt(Store::Header(base_), 0);
+      if (TornHeader(probe)) probe.WriteAt(detail::StoreHeader(base_), 0);
     }
-    if (!store_) store_.emplace(Store::Open(store_path, base_, true));
-    index_ = std::make_unique<Index>(IndexPath(dir_, base_), base_, config_.segment.max_index_bytes, true);
+    if (!store_) store_.emplace(Store::Open(store_path, base_, detail::Access::kReadWrite));
+    index_ = std::make_unique<Index>(IndexPath(dir_, base_), base_, config_.segment.max_index_bytes,
+                                     detail::Access::kReadWrite);
     const std::uint64_t size = store_->Size();
     std::uint64_t n = 0, end = kStoreHeaderBytes;
     const auto cp = index_->CheckpointOnDisk();
@@ -379,7 +368,7 @@ class Segment {
   bool TornHeader(const detail::File& f) const {
     std::array<std::byte, kStoreHeaderBytes> got{};
     f.ReadAt(got, 0);  // a short file reads as zeros past its end
-    const auto want = Store::Header(base_);
+    const auto want = detail::StoreHeader(base_);
     if (got == want) return false;
     std::size_t k = 0;
     while (k < got.size() && got[k] == want[k]) ++k;
@@ -388,11 +377,11 @@ class Segment {
   }
 
   void OpenSealed() {
-    store_.emplace(Store::Open(StorePath(dir_, base_), base_, false));
+    store_.emplace(Store::Open(StorePath(dir_, base_), base_, detail::Access::kReadOnly));
     const auto index_path = IndexPath(dir_, base_);
     std::error_code ec;
     if (std::filesystem::exists(index_path, ec)) {
-      index_ = std::make_unique<Index>(index_path, base_, 0, false);
+      index_ = std::make_unique<Index>(index_path, base_, 0, detail::Access::kReadOnly);
       const std::uint64_t n = index_->EntriesOnDisk();
       if (index_->WholeEntriesOnDisk() && n > 0 && Agrees(n - 1, index_->At(n - 1)) &&
           index_->At(n - 1).End() == store_->Size()) {
@@ -402,7 +391,7 @@ class Segment {
     }
     // The check failed: rebuild the index from the store.
     index_.reset();
-    index_ = std::make_unique<Index>(index_path, base_, 0, true);
+    index_ = std::make_unique<Index>(index_path, base_, 0, detail::Access::kReadWrite);
     std::uint64_t n = TrustedEntries();
     std::uint64_t end = n == 0 ? kStoreHeaderBytes : index_->At(n - 1).End();
     end = ScanTail(n, end);

@@ -1,7 +1,8 @@
 #pragma once
 /// Snapshots and restores: a log directory written from a live log
 /// (Log::Snapshot, which uses detail::WriteSnapshot below) or from the byte
-/// stream of Log::Reader() (RestoreLog).
+/// stream of Log::Reader() (ByteReader, the producer, and RestoreLog, the
+/// consumer, both below).
 ///
 /// The stream is every store's bytes, oldest first, each from its header to
 /// the end of its last record:
@@ -16,11 +17,10 @@
 /// whole stream held, so a failure leaves nothing behind.
 
 #include <logsync/config.hpp>
-#include <logsync/detail/endian.hpp>
 #include <logsync/detail/file.hpp>
 #include <logsync/error.hpp>
+#include <logsync/format.hpp>
 #include <logsync/segment.hpp>
-#include <logsync/store.hpp>
 
 #include <unistd.h>
 
@@ -35,6 +35,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace logsync {
@@ -44,6 +45,41 @@ namespace logsync {
 template <class S>
 concept ByteSource = requires(S& s, std::span<std::byte> out) {
   { s.Read(out) } -> std::convertible_to<std::size_t>;
+};
+
+/// Every store's raw bytes, in offset order, up to the records they held
+/// when it was made (whole frames only): the stream Log::Reader() returns
+/// and RestoreLog reads. It holds the segments it reads, so a Truncate or
+/// a Close does not cut it short.
+class ByteReader {
+ public:
+  /// Over `segments`, oldest first, each up to its records published now.
+  explicit ByteReader(std::span<const std::shared_ptr<Segment>> segments) {
+    for (const auto& s : segments) parts_.emplace_back(s, s->CommittedBytes());
+  }
+
+  /// Copies the next bytes into `out`; returns how many (0 at the end).
+  std::size_t Read(std::span<std::byte> out) {
+    std::size_t done = 0;
+    while (done < out.size() && seg_ < parts_.size()) {
+      const auto& [seg, end] = parts_[seg_];
+      if (pos_ >= end) {
+        ++seg_;
+        pos_ = 0;
+        continue;
+      }
+      const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(out.size() - done, end - pos_));
+      seg->ReadStore(out.subspan(done, want), pos_);
+      done += want;
+      pos_ += want;
+    }
+    return done;
+  }
+
+ private:
+  std::vector<std::pair<std::shared_ptr<const Segment>, std::uint64_t>> parts_;
+  std::size_t seg_ = 0;
+  std::uint64_t pos_ = 0;
 };
 
 /// A ByteSource over bytes in memory.
@@ -216,7 +252,7 @@ std::uint64_t RestoreLog(const std::filesystem::path& dir, Src& source, const Co
   detail::StagingDir staging(dir);
   detail::ExactReader<Src> in(source);
 
-  std::array<std::byte, kStoreHeaderBytes> head{};
+  detail::StoreHeaderBytes head{};
   std::uint64_t next = 0;
   std::uint64_t store_base = 0, store_records = 0;
   detail::File out;
@@ -240,20 +276,15 @@ std::uint64_t RestoreLog(const std::filesystem::path& dir, Src& source, const Co
     // An empty store followed by the next one at the same base: keep one.
     detail::RemoveFile(path);
     out = detail::File(path, O_RDWR | O_CREAT | O_EXCL);
-    const auto h = Store::Header(base);
+    const auto h = detail::StoreHeader(base);
     pending.assign(h.begin(), h.end());
     written = 0;
     store_base = base;
     store_records = 0;
   };
-  auto is_store_header = [&](std::span<const std::byte> h) {
-    return std::memcmp(h.data(), kStoreMagic.data(), kStoreMagic.size()) == 0 && h[6] == std::byte{kFormatVersion} &&
-           h[7] == std::byte{0};
-  };
-
-  if (std::size_t n = in.Read(head); n != head.size() || !is_store_header(head))
+  if (std::size_t n = in.Read(head); n != head.size() || !detail::IsStoreHeader(head))
     throw CorruptionError(stream, 0, n == 0 ? "stream is empty (no store header)" : "stream does not start with a store header");
-  next = detail::LoadLE<std::uint64_t>(head.data() + 8);
+  next = detail::StoreHeaderBase(head);
   start(next);
 
   for (;;) {
@@ -261,8 +292,8 @@ std::uint64_t RestoreLog(const std::filesystem::path& dir, Src& source, const Co
     const std::size_t n = in.Read(head);
     if (n == 0) break;
     if (n < head.size()) throw CorruptionError(stream, at, "stream ends inside a frame header");
-    if (is_store_header(head)) {
-      const std::uint64_t base = detail::LoadLE<std::uint64_t>(head.data() + 8);
+    if (detail::IsStoreHeader(head)) {
+      const std::uint64_t base = detail::StoreHeaderBase(head);
       if (base != next)
         throw CorruptionError(stream, at, "store starts at offset " + std::to_string(base) +
                                               " but the stream has reached offset " + std::to_string(next));

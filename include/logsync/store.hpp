@@ -1,37 +1,9 @@
 #pragma once
-/// Store: the append-only file of framed records, `<base offset>.store`.
-///
-/// The store is the source of truth: every frame names its own offset and
-/// carries a checksum, so the index and all in-memory state can be rebuilt
-/// from the store alone. All integers are little-endian.
-///
-///     store file
-///     +--------+------+--------------------------------------------------+
-///     | offset | size | field                                            |
-///     +--------+------+--------------------------------------------------+
-///     | 0      | 6    | magic "LGSYNC"                                   |
-///     | 6      | 1    | format version (1)                               |
-///     | 7      | 1    | flags (0; readers reject unknown bits)           |
-///     | 8      | 8    | base offset (u64), equal to the file name's      |
-///     | 16     | ...  | frames, back to back                             |
-///     +--------+------+--------------------------------------------------+
-///
-///     frame
-///     +--------+------+--------------------------------------------------+
-///     | 0      | 4    | payload length N (u32)                           |
-///     | 4      | 4    | CRC32C of the payload, then of bytes 0-3 and     |
-///     |        |      | 8-15 of this header (length and offset)          |
-///     | 8      | 8    | absolute offset of the record (u64)              |
-///     | 16     | N    | payload: the codec's bytes, verbatim             |
-///     +--------+------+--------------------------------------------------+
-///
-/// A frame holds iff its offset is the one expected at its place, its
-/// length fits in the file, and the CRC matches; a zero-filled or torn
-/// header never holds (the CRC of a zero header is not zero).
+/// Store: the append-only file of framed records, `<base offset>.store`
+/// (its layout: format.hpp).
 
 #include <logsync/config.hpp>
-#include <logsync/detail/crc32c.hpp>
-#include <logsync/detail/endian.hpp>
+#include <logsync/format.hpp>
 #include <logsync/detail/file.hpp>
 #include <logsync/detail/mapping.hpp>
 #include <logsync/error.hpp>
@@ -49,63 +21,6 @@
 
 namespace logsync {
 
-inline constexpr std::string_view kStoreMagic = "LGSYNC";
-inline constexpr std::uint8_t kFormatVersion = 1;
-
-namespace detail {
-
-/// The CRC of a frame from the CRC of its payload and its header bytes
-/// (length and offset in place). The payload's part can be computed before
-/// the record's offset is known.
-inline std::uint32_t FrameCrc(const std::byte* header, std::uint32_t payload_crc) noexcept {
-  return Crc32c(Crc32c(payload_crc, header, 4), header + 8, 8);
-}
-
-inline std::uint32_t FrameCrc(const std::byte* header, std::span<const std::byte> payload) noexcept {
-  return FrameCrc(header, Crc32c(0, payload.data(), payload.size()));
-}
-
-/// Fills the 16-byte header of a frame of `length` payload bytes whose
-/// payload CRC32C is `payload_crc`.
-inline void WriteFrameHeader(std::byte* header, std::uint64_t offset, std::uint32_t length,
-                             std::uint32_t payload_crc) noexcept {
-  StoreLE<std::uint32_t>(header, length);
-  StoreLE<std::uint64_t>(header + 8, offset);
-  StoreLE<std::uint32_t>(header + 4, FrameCrc(header, payload_crc));
-}
-
-/// A whole frame (header and payload) of `payload` at `offset`.
-inline std::vector<std::byte> EncodeFrame(std::uint64_t offset, std::span<const std::byte> payload) {
-  std::vector<std::byte> f(kFrameHeaderBytes + payload.size());
-  if (!payload.empty()) std::memcpy(f.data() + kFrameHeaderBytes, payload.data(), payload.size());
-  WriteFrameHeader(f.data(), offset, static_cast<std::uint32_t>(payload.size()),
-                   Crc32c(0, payload.data(), payload.size()));
-  return f;
-}
-
-struct FrameHeader {
-  std::uint32_t length;
-  std::uint32_t crc;
-  std::uint64_t offset;
-};
-
-inline FrameHeader ReadFrameHeader(const std::byte* h) noexcept {
-  return {LoadLE<std::uint32_t>(h), LoadLE<std::uint32_t>(h + 4), LoadLE<std::uint64_t>(h + 8)};
-}
-
-/// Why the frame at the start of `frame` (header + payload, exactly) does
-/// not hold, or nullptr if it does.
-inline const char* CheckFrame(std::span<const std::byte> frame, std::uint64_t expected_offset) noexcept {
-  if (frame.size() < kFrameHeaderBytes) return "frame header is cut short";
-  FrameHeader h = ReadFrameHeader(frame.data());
-  if (h.offset != expected_offset) return "frame holds the wrong offset";
-  if (h.length != frame.size() - kFrameHeaderBytes) return "frame length does not match";
-  if (h.crc != FrameCrc(frame.data(), frame.subspan(kFrameHeaderBytes))) return "checksum mismatch";
-  return nullptr;
-}
-
-}  // namespace detail
-
 /// The `.store` file of one segment. One writer at a time (the Log's append
 /// lock); reads of positions the caller learned from the index may run
 /// concurrently with appends. Records are written into and read from a
@@ -113,19 +28,10 @@ inline const char* CheckFrame(std::span<const std::byte> frame, std::uint64_t ex
 /// Map); recovery reads with pread.
 class Store {
  public:
-  /// The header a store of base offset `base` starts with.
-  static std::array<std::byte, kStoreHeaderBytes> Header(std::uint64_t base) noexcept {
-    std::array<std::byte, kStoreHeaderBytes> h{};
-    std::memcpy(h.data(), kStoreMagic.data(), kStoreMagic.size());
-    h[6] = std::byte{kFormatVersion};
-    detail::StoreLE<std::uint64_t>(h.data() + 8, base);
-    return h;
-  }
-
   /// Creates a new, empty store (fails if the file exists).
   static Store Create(const std::filesystem::path& path, std::uint64_t base) {
-    Store s(detail::File(path, O_RDWR | O_CREAT | O_EXCL), base, true);
-    const auto h = Header(base);
+    Store s(detail::File(path, O_RDWR | O_CREAT | O_EXCL), base, detail::Access::kReadWrite);
+    const auto h = detail::StoreHeader(base);
     try {
       s.file_.WriteAt(h, 0);
     } catch (...) {
@@ -138,19 +44,12 @@ class Store {
 
   /// Opens an existing store and checks its header. Its size is the file's
   /// size: what of it holds is for the segment's recovery to decide.
-  static Store Open(const std::filesystem::path& path, std::uint64_t base, bool writable) {
-    Store s(detail::File(path, writable ? O_RDWR : O_RDONLY), base, writable);
+  static Store Open(const std::filesystem::path& path, std::uint64_t base, detail::Access access) {
+    Store s(detail::File(path, access == detail::Access::kReadWrite ? O_RDWR : O_RDONLY), base, access);
     s.size_ = s.allocated_ = s.file_.Size();
-    std::array<std::byte, kStoreHeaderBytes> h{};
+    detail::StoreHeaderBytes h{};
     if (s.file_.ReadAt(h, 0) != h.size()) throw CorruptionError(path, 0, "store header is cut short");
-    if (std::memcmp(h.data(), kStoreMagic.data(), kStoreMagic.size()) != 0)
-      throw CorruptionError(path, 0, "not a logsync store (bad magic)");
-    if (h[6] != std::byte{kFormatVersion})
-      throw CorruptionError(path, 6, "unsupported format version " + std::to_string(static_cast<int>(h[6])));
-    if (h[7] != std::byte{0}) throw CorruptionError(path, 7, "unknown flags");
-    if (std::uint64_t b = detail::LoadLE<std::uint64_t>(h.data() + 8); b != base)
-      throw CorruptionError(path, 8, "header names base offset " + std::to_string(b) + ", file name " +
-                                         std::to_string(base));
+    if (const auto fault = detail::CheckStoreHeader(h, base)) throw CorruptionError(path, fault->at, fault->why);
     return s;
   }
 
@@ -202,7 +101,7 @@ class Store {
     writable_map_ = false;
     if (bytes == 0) return;
     const bool rw = writable_ && grow > 0;
-    region_ = detail::MapFile(file_, rw, bytes);
+    region_ = detail::MapFile(file_, rw ? detail::Access::kReadWrite : detail::Access::kReadOnly, bytes);
     mapped_bytes_ = bytes;
     writable_map_ = rw;
     grow_ = grow;
@@ -238,7 +137,8 @@ class Store {
   void Sync() const { file_.DataSync(); }
 
  private:
-  Store(detail::File f, std::uint64_t base, bool writable) : file_(std::move(f)), base_(base), writable_(writable) {}
+  Store(detail::File f, std::uint64_t base, detail::Access access)
+      : file_(std::move(f)), base_(base), writable_(access == detail::Access::kReadWrite) {}
 
   // Allocates the file through `end`, and up to grow_ bytes beyond it (never
   // past the mapping), so that most appends need no system call. Where the

@@ -33,6 +33,14 @@ concept SyncPolicy = std::constructible_from<S, const Config&> && requires(S& s,
   { s.AfterAppend(n) } -> std::convertible_to<bool>;
 };
 
+namespace detail {
+/// A policy whose log syncs from a background thread every Period().
+template <class S>
+concept PeriodicSync = requires(const S& s) {
+  { s.Period() } -> std::convertible_to<std::chrono::milliseconds>;
+};
+}  // namespace detail
+
 namespace sync {
 
 /// The operating system decides when data reaches the disk; Sync() and

@@ -103,7 +103,7 @@ inline std::vector<FuzzFile> DecodeInput(const std::uint8_t* data, std::size_t s
         f.bytes.assign(h.begin(), h.end());
         f.bytes.insert(f.bytes.end(), content + cp, content + len);
       } else {
-        const auto h = Store::Header(f.base);
+        const auto h = detail::StoreHeader(f.base);
         f.bytes.assign(h.begin(), h.end());
         f.bytes.insert(f.bytes.end(), content, content + len);
       }
@@ -133,7 +133,7 @@ inline bool EncodeFile(std::vector<std::uint8_t>& out, bool index, std::uint64_t
       }
     }
   } else if (allow_header && bytes.size() >= kStoreHeaderBytes) {
-    const auto h = Store::Header(base);
+    const auto h = detail::StoreHeader(base);
     if (std::equal(h.begin(), h.end(), bytes.begin())) {
       header = true;
       content.assign(bytes.begin() + kStoreHeaderBytes, bytes.end());

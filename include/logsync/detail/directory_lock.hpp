@@ -7,6 +7,7 @@
 // locked too, for the processes of earlier versions that lock only it.
 
 #include <logsync/detail/file.hpp>
+#include <logsync/format.hpp>
 #include <logsync/error.hpp>
 
 #include <fcntl.h>
@@ -24,7 +25,7 @@ class DirectoryLock {
   /// if a call fails (a `LOCK` that is a symbolic link among them).
   explicit DirectoryLock(const std::filesystem::path& dir) : dir_(dir, O_RDONLY | O_DIRECTORY) {
     if (!dir_.TryLockExclusive()) Busy(dir);
-    lock_ = File(dir / "LOCK", O_RDWR | O_CREAT | O_NOFOLLOW);
+    lock_ = File(dir / kLockFileName, O_RDWR | O_CREAT | O_NOFOLLOW);
     if (!lock_.TryLockExclusive()) Busy(dir);
   }
 

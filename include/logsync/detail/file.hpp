@@ -46,6 +46,9 @@ struct SysCalls {
   int (*munmap)(void*, size_t) = ::munmap;
 };
 
+/// How a file is opened and mapped.
+enum class Access { kReadOnly, kReadWrite };
+
 /// The process-wide system call table (tests swap entries; see tests/support).
 inline SysCalls& Sys() noexcept {
   static SysCalls calls;

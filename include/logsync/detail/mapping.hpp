@@ -19,9 +19,9 @@ namespace logsync::detail {
 /// A shared mapping of a file's first bytes; unmapped when destroyed.
 class Mapping {
  public:
-  Mapping(const File& file, bool writable, std::uint64_t bytes) : bytes_(static_cast<std::size_t>(bytes)) {
+  Mapping(const File& file, Access access, std::uint64_t bytes) : bytes_(static_cast<std::size_t>(bytes)) {
     if (bytes > static_cast<std::uint64_t>(SIZE_MAX)) throw IoError(file.path(), ENOMEM, "mmap");
-    const int prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
+    const int prot = access == Access::kReadWrite ? PROT_READ | PROT_WRITE : PROT_READ;
     void* p = Sys().mmap(nullptr, bytes_, prot, MAP_SHARED, file.fd(), 0);
     if (p == MAP_FAILED) throw IoError(file.path(), errno, "mmap");
     address_ = p;
@@ -39,8 +39,8 @@ class Mapping {
 
 /// A shared map of the first `bytes` (> 0) of `file` (address space only:
 /// the file may be shorter). Throws IoError.
-inline std::unique_ptr<Mapping> MapFile(const File& file, bool writable, std::uint64_t bytes) {
-  return std::make_unique<Mapping>(file, writable, bytes);
+inline std::unique_ptr<Mapping> MapFile(const File& file, Access access, std::uint64_t bytes) {
+  return std::make_unique<Mapping>(file, access, bytes);
 }
 
 }  // namespace logsync::detail
