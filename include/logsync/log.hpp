@@ -26,7 +26,7 @@
 #include <logsync/detail/directory_lock.hpp>
 #include <logsync/detail/file.hpp>
 #include <logsync/detail/group_commit.hpp>
-#include <logsync/detail/wait.hpp>
+#include <logsync/detail/tailers.hpp>
 #include <logsync/error.hpp>
 #include <logsync/format.hpp>
 #include <logsync/record.hpp>
@@ -39,7 +39,6 @@
 #include <atomic>
 #include <chrono>
 #include <concepts>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -49,7 +48,6 @@
 #include <optional>
 #include <span>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -230,29 +228,7 @@ class Log {
   template <class Rep, class Period>
   bool WaitFor(std::uint64_t offset, std::chrono::duration<Rep, Period> timeout,
                std::chrono::nanoseconds spin = std::chrono::nanoseconds::zero()) const {
-    auto ready = [&] { return NextOffset() > offset || closed_.load(); };
-    if (ready()) return NextOffset() > offset;
-    // Time is kept as double seconds: a timeout as long as duration::max()
-    // must not overflow. The time spun counts against the timeout.
-    using Seconds = std::chrono::duration<double>;
-    const Seconds left = timeout;
-    const auto start = std::chrono::steady_clock::now();
-    const auto spent = [start] { return std::chrono::steady_clock::now() - start; };
-    if (spin > std::chrono::nanoseconds::zero()) {
-      const Seconds budget = std::min<Seconds>(spin, left);
-      do {
-        for (int i = 0; i < 16; ++i) {
-          std::this_thread::yield();
-          if (ready()) return NextOffset() > offset;
-        }
-      } while (spent() < budget);
-    }
-    tail_waiters_.fetch_add(1, std::memory_order_seq_cst);
-    {
-      std::unique_lock lock(tail_mu_);
-      detail::WaitUntilReady(tail_cv_, lock, left, ready, start);
-    }
-    tail_waiters_.fetch_sub(1, std::memory_order_relaxed);
+    tailers_.Wait([&] { return NextOffset() > offset || closed_.load(); }, timeout, spin);
     return NextOffset() > offset;
   }
 
@@ -449,15 +425,8 @@ class Log {
     if (scratch.capacity() > (1U << 20)) std::vector<std::byte>().swap(scratch);
   }
 
-  // Wakes readers in WaitFor, if any: the fence orders the new NextOffset()
-  // before the look at the waiter count, as the waiter's count comes before
-  // its look at NextOffset().
-  void WakeTailers() const {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (tail_waiters_.load(std::memory_order_relaxed) == 0) return;
-    std::lock_guard lock(tail_mu_);
-    tail_cv_.notify_all();
-  }
+  // Wakes readers in WaitFor, if any.
+  void WakeTailers() const { tailers_.Wake(); }
 
   void CheckOpen() const {
     if (closed_.load(std::memory_order_acquire)) throw detail::LogClosed(dir_);
@@ -521,9 +490,7 @@ class Log {
   std::atomic<bool> closed_{false};
   detail::GroupCommit commit_;  // after segments_: its sync uses them
 
-  mutable std::atomic<std::uint64_t> tail_waiters_{0};  // readers in WaitFor
-  mutable std::mutex tail_mu_;
-  mutable std::condition_variable tail_cv_;
+  detail::Tailers tailers_;  // readers in WaitFor
 };
 
 }  // namespace logsync

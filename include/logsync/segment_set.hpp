@@ -234,9 +234,12 @@ class SegmentSet {
     const std::uint64_t first = next_offset_.load(std::memory_order_relaxed);
     const std::size_t n = lengths.size();
     Segment* seg = segments_.back().get();
-    if (!seg->Fits(frames.size(), n) && (seg->IsFull() || Segment::FitsEmpty(config_, frames.size(), n)))
+    bool fits = seg->Fits(frames.size(), n);
+    if (!fits && (seg->IsFull() || Segment::FitsEmpty(config_, frames.size(), n))) {
       seg = &Roll();
-    if (seg->Fits(frames.size(), n)) {  // the common case: one write
+      fits = seg->Fits(frames.size(), n);
+    }
+    if (fits) {  // the common case: one write
       seg->Append(frames, lengths, payload_crcs);
       next_offset_.store(seg->NextOffset(), std::memory_order_release);
       return first;
