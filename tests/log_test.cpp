@@ -3,13 +3,12 @@
 
 #include <logsync/logsync.hpp>
 
-#include "support/config.hpp"
+#include "support/log_helpers.hpp"
 #include "support/temp_dir.hpp"
 
 #include <algorithm>
 #include <array>
 #include <csignal>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cstring>
@@ -22,26 +21,11 @@
 using logsync::Config;
 using logsync::Log;
 using logsync::Record;
+using logsync::test::CountFiles;
+using logsync::test::Rec;
+using logsync::test::Small;
 using logsync::test::TempDir;
-
-namespace {
-
-Config Small(std::uint64_t store_bytes = 1024, std::uint64_t index_bytes = 0) {
-  return logsync::test::SmallSegments(store_bytes, index_bytes);
-}
-
-Record Rec(const std::string& v) { return Record{0, v}; }
-
-std::string Value(std::uint64_t i) { return "record-" + std::to_string(i) + std::string(i % 37, 'x'); }
-
-std::size_t CountFiles(const std::filesystem::path& dir, const std::string& ext) {
-  std::size_t n = 0;
-  for (const auto& e : std::filesystem::directory_iterator(dir))
-    if (e.path().extension() == ext) ++n;
-  return n;
-}
-
-}  // namespace
+using logsync::test::Value;
 
 BOOST_AUTO_TEST_CASE(append_and_read) {
   TempDir dir;
@@ -209,80 +193,6 @@ BOOST_AUTO_TEST_CASE(reader_is_a_point_in_time_view) {
   BOOST_TEST(total == logsync::kStoreHeaderBytes + logsync::kFrameHeaderBytes + 5);
 }
 
-BOOST_AUTO_TEST_CASE(truncate_removes_old_segments) {
-  TempDir dir;
-  Log<> log(dir.path(), Small(200));
-  for (int i = 0; i < 40; ++i) log.Append(Rec(Value(i)));
-  const std::size_t before = log.SegmentCount();
-  BOOST_TEST(before > 3U);
-  log.Truncate(10);
-  BOOST_TEST(log.SegmentCount() < before);
-  BOOST_TEST(log.LowestOffset() > 0U);
-  BOOST_TEST(log.LowestOffset() <= 11U);
-  BOOST_CHECK_THROW(log.Read(0), logsync::OffsetOutOfRange);
-  for (std::uint64_t i = log.LowestOffset(); i < 40; ++i) BOOST_TEST(log.Read(i).value == Value(i));
-  BOOST_TEST(CountFiles(dir.path(), ".store") == log.SegmentCount());
-  BOOST_TEST(CountFiles(dir.path(), ".index") == log.SegmentCount());
-  // Survives reopening.
-  const auto lowest = log.LowestOffset();
-  log.Close();
-  Log<> again(dir.path(), Small(200));
-  BOOST_TEST(again.LowestOffset() == lowest);
-  BOOST_TEST(again.NextOffset() == 40U);
-}
-
-BOOST_AUTO_TEST_CASE(truncate_everything_continues_at_next_offset) {
-  TempDir dir;
-  Log<> log(dir.path(), Small(200));
-  for (int i = 0; i < 15; ++i) log.Append(Rec(Value(i)));
-  log.Truncate(1000);
-  BOOST_TEST(log.Empty());
-  BOOST_TEST(log.LowestOffset() == 15U);
-  BOOST_TEST(log.NextOffset() == 15U);
-  BOOST_TEST(log.SegmentCount() == 1U);
-  BOOST_CHECK_THROW(log.Read(14), logsync::OffsetOutOfRange);
-  BOOST_TEST(log.Append(Rec("after")) == 15U);
-  log.Close();
-  Log<> again(dir.path(), Small(200));
-  BOOST_TEST(again.LowestOffset() == 15U);
-  BOOST_TEST(again.Read(15).value == "after");
-}
-
-BOOST_AUTO_TEST_CASE(truncate_keeps_open_scans_readable) {
-  TempDir dir;
-  Log<> log(dir.path(), Small(200));
-  for (int i = 0; i < 30; ++i) log.Append(Rec(Value(i)));
-  auto scan = log.Scan(0);
-  log.Truncate(25);
-  std::uint64_t expect = 0;
-  for (const Record& r : scan) {
-    BOOST_TEST(r.offset == expect);
-    BOOST_TEST(r.value == Value(expect));
-    ++expect;
-  }
-  BOOST_TEST(expect == 30U);
-}
-
-BOOST_AUTO_TEST_CASE(rolls_through_hundreds_of_segments) {
-  TempDir dir;
-  Config c = Small(0, 3 * logsync::kIndexEntryBytes);  // three records per segment
-  {
-    Log<> log(dir.path(), c);
-    for (int i = 0; i < 900; ++i) log.Append(Rec(Value(i)));
-    BOOST_TEST(log.SegmentCount() == 300U);
-    for (int i = 0; i < 900; i += 7) BOOST_TEST(log.Read(i).value == Value(i));
-  }
-  Log<> log(dir.path(), c);
-  BOOST_TEST(log.SegmentCount() == 300U);
-  std::uint64_t n = 0;
-  for (const Record& r : log.Scan(0)) {
-    BOOST_TEST(r.value == Value(n));
-    ++n;
-  }
-  BOOST_TEST(n == 900U);
-  BOOST_TEST(CountFiles(dir.path(), ".store") == 300U);
-}
-
 BOOST_AUTO_TEST_CASE(initial_offset) {
   TempDir dir;
   Config c;
@@ -356,23 +266,6 @@ BOOST_AUTO_TEST_CASE(append_batch_gets_contiguous_offsets) {
   Log<> again(dir.path(), Small(400));
   BOOST_TEST(again.NextOffset() == 26U);
   BOOST_TEST(again.Read(25).value == Value(24));
-}
-
-BOOST_AUTO_TEST_CASE(append_batch_that_fits_a_segment_is_not_split) {
-  TempDir dir;
-  Config c = Small(0, 10 * logsync::kIndexEntryBytes);  // ten records per segment
-  Log<> log(dir.path(), c);
-  for (int i = 0; i < 7; ++i) log.Append(Rec("x"));
-  std::vector<Record> batch(6, Rec("y"));
-  BOOST_TEST(log.AppendBatch(batch) == 7U);
-  // Six did not fit after seven; the batch went whole into a new segment.
-  BOOST_TEST(log.SegmentCount() == 2U);
-  BOOST_TEST(std::filesystem::exists(dir / "00000000000000000007.store"));
-  // A batch larger than a segment spans several.
-  std::vector<Record> huge(25, Rec("z"));
-  BOOST_TEST(log.AppendBatch(huge) == 13U);
-  BOOST_TEST(log.NextOffset() == 38U);
-  for (std::uint64_t o = 13; o < 38; ++o) BOOST_TEST(log.Read(o).value == "z");
 }
 
 BOOST_AUTO_TEST_CASE(record_too_large_writes_nothing) {
@@ -547,36 +440,6 @@ BOOST_AUTO_TEST_CASE(each_sync_policy_round_trips) {
 
 // --- the directory ----------------------------------------------------------
 
-BOOST_AUTO_TEST_CASE(unknown_files_are_ignored_and_kept) {
-  TempDir dir;
-  const std::vector<std::string> foreign{"notes.txt", "abc.store", "12a.index", ".store", "1.store.bak",
-                                         "123456789012345678901.store", "00000000000000000000.log",
-                                         "5.store", "0000000000000000007.index", "99999999999999999999.store"};
-  for (const auto& name : foreign) std::ofstream(dir / name) << "not ours";
-  std::filesystem::create_directory(dir / "sub.store");  // a directory without a segment's name
-  {
-    Log<> log(dir.path(), Small(200));
-    for (int i = 0; i < 20; ++i) log.Append(Rec(Value(i)));
-    log.Truncate(10);
-    log.Close();
-  }
-  {
-    Log<> log(dir.path(), Small(200));
-    BOOST_TEST(log.NextOffset() == 20U);
-    log.Reset();
-    BOOST_TEST(log.NextOffset() == 0U);
-    log.Remove();
-  }
-  for (const auto& name : foreign) BOOST_TEST(std::filesystem::exists(dir / name), name);
-  BOOST_TEST(std::filesystem::is_directory(dir / "sub.store"));
-  for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
-    const auto name = e.path().filename().string();
-    BOOST_TEST((std::find(foreign.begin(), foreign.end(), name) != foreign.end() ||
-                name == "sub.store"),
-               "left behind: " << name);
-  }
-}
-
 BOOST_AUTO_TEST_CASE(remove_deletes_the_directory_when_empty) {
   TempDir dir;
   const auto sub = dir / "log";
@@ -623,37 +486,6 @@ BOOST_AUTO_TEST_CASE(close_trims_the_index) {
   BOOST_TEST(std::filesystem::file_size(index) == logsync::kIndexHeaderBytes + logsync::kDefaultMaxIndexBytes);  // preallocated
   log.Close();
   BOOST_TEST(std::filesystem::file_size(index) == logsync::kIndexHeaderBytes + 5 * logsync::kIndexEntryBytes);
-}
-
-BOOST_AUTO_TEST_CASE(gap_between_segments_is_reported) {
-  TempDir dir;
-  {
-    Log<> log(dir.path(), Small(200));
-    for (int i = 0; i < 20; ++i) log.Append(Rec(Value(i)));
-    BOOST_TEST(log.SegmentCount() >= 3U);
-  }
-  // Remove a middle segment: the log must not paper over the hole.
-  std::vector<std::filesystem::path> stores;
-  for (const auto& e : std::filesystem::directory_iterator(dir.path()))
-    if (e.path().extension() == ".store") stores.push_back(e.path());
-  std::sort(stores.begin(), stores.end());
-  std::filesystem::remove(stores[1]);
-  BOOST_CHECK_THROW(Log<>(dir.path(), Small(200)), logsync::CorruptionError);
-  // Nothing was deleted by the failed open.
-  BOOST_TEST(std::filesystem::exists(stores[0]));
-  BOOST_TEST(std::filesystem::exists(stores[2]));
-}
-
-BOOST_AUTO_TEST_CASE(orphan_index_is_discarded) {
-  TempDir dir;
-  {
-    Log<> log(dir.path(), Small(200));
-    for (int i = 0; i < 3; ++i) log.Append(Rec(Value(i)));
-  }
-  std::ofstream(dir / "00000000000000000500.index") << std::string(64, '\0');
-  Log<> log(dir.path(), Small(200));
-  BOOST_TEST(!std::filesystem::exists(dir / "00000000000000000500.index"));
-  BOOST_TEST(log.NextOffset() == 3U);
 }
 
 BOOST_AUTO_TEST_CASE(invalid_config_throws_before_writing) {
@@ -812,15 +644,6 @@ BOOST_AUTO_TEST_CASE(a_file_where_the_directory_should_be) {
   BOOST_TEST(std::filesystem::is_regular_file(dir / "file"));
 }
 
-BOOST_AUTO_TEST_CASE(foreign_file_with_a_segment_name_is_reported_not_deleted) {
-  TempDir dir;
-  std::ofstream(dir / "00000000000000000000.store") << "this is not a logsync store at all";
-  BOOST_CHECK_EXCEPTION(Log<>(dir.path()), logsync::CorruptionError, [&](const logsync::CorruptionError& e) {
-    return std::string(e.what()).find("magic") != std::string::npos;
-  });
-  BOOST_TEST(std::filesystem::file_size(dir / "00000000000000000000.store") == 34U);
-}
-
 BOOST_AUTO_TEST_CASE(directory_stays_locked_across_reset_and_is_free_after_remove) {
   TempDir dir;
   Log<> log(dir.path());
@@ -834,81 +657,6 @@ BOOST_AUTO_TEST_CASE(directory_stays_locked_across_reset_and_is_free_after_remov
 }
 
 // --- tampered directories ---------------------------------------------------
-
-namespace {
-
-// What a non-regular entry with a segment's name is made as.
-enum class Foreign { kSymlinkToFile, kDanglingSymlink, kDirectory, kFifo };
-
-void MakeForeign(const std::filesystem::path& at, Foreign kind, const std::filesystem::path& real) {
-  namespace fs = std::filesystem;
-  switch (kind) {
-    case Foreign::kSymlinkToFile: fs::rename(at, real); fs::create_symlink(real, at); break;
-    case Foreign::kDanglingSymlink: fs::remove(at); fs::create_symlink(real / "gone", at); break;
-    case Foreign::kDirectory: fs::remove(at); fs::create_directory(at); break;
-    case Foreign::kFifo: fs::remove(at); BOOST_REQUIRE(::mkfifo(at.c_str(), 0644) == 0); break;
-  }
-}
-
-// Names and sizes of every entry in `dir`, to show nothing changed.
-std::vector<std::string> Listing(const std::filesystem::path& dir) {
-  std::vector<std::string> out;
-  for (const auto& e : std::filesystem::directory_iterator(dir)) {
-    std::error_code ec;
-    const auto type = e.symlink_status().type();
-    const auto size = type == std::filesystem::file_type::regular ? std::filesystem::file_size(e.path(), ec) : 0;
-    out.push_back(e.path().filename().string() + ":" + std::to_string(static_cast<int>(type)) + ":" +
-                  std::to_string(size));
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-}  // namespace
-
-// A store (of the newest or of a sealed segment) or an index whose name is
-// taken by a symbolic link, a directory or a fifo: open refuses the
-// directory, naming the entry, and deletes nothing. Skipping the newest
-// store would delete its index as an orphan and hand out its acknowledged
-// offsets again.
-BOOST_AUTO_TEST_CASE(non_regular_entries_with_segment_names_are_refused) {
-  for (const Foreign kind : {Foreign::kSymlinkToFile, Foreign::kDanglingSymlink, Foreign::kDirectory, Foreign::kFifo})
-    for (const char* which : {"newest store", "sealed store", "newest index", "sealed index"}) {
-      TempDir dir, elsewhere;
-      std::vector<std::string> names;
-      {
-        Log<Record, logsync::DefaultCodec<Record>, logsync::sync::Always> log(dir.path(), Small(200));
-        for (int i = 0; i < 20; ++i) log.Append(Rec(Value(i)));
-        BOOST_REQUIRE(log.SegmentCount() >= 3U);
-        log.Close();
-      }
-      for (const auto& e : std::filesystem::directory_iterator(dir.path())) names.push_back(e.path().filename());
-      std::sort(names.begin(), names.end());
-      const std::string ext = std::string(which).find("store") != std::string::npos ? ".store" : ".index";
-      std::vector<std::string> of_kind;
-      for (const auto& n : names)
-        if (n.size() > ext.size() && n.compare(n.size() - ext.size(), ext.size(), ext) == 0) of_kind.push_back(n);
-      const std::string victim = std::string(which).find("newest") != std::string::npos ? of_kind.back() : of_kind[1];
-      MakeForeign(dir / victim, kind, elsewhere / victim);
-      const auto before = Listing(dir.path());
-      const std::string what = std::string(which) + " as kind " + std::to_string(static_cast<int>(kind));
-      BOOST_CHECK_EXCEPTION(Log<>(dir.path(), Small(200)), logsync::CorruptionError,
-                            [&](const logsync::CorruptionError& e) {
-                              const bool named = std::string(e.what()).find(victim) != std::string::npos;
-                              BOOST_TEST(named, what << ": " << e.what());
-                              return named;
-                            });
-      BOOST_TEST(Listing(dir.path()) == before, what);
-      // Put back, the log is whole: nothing was lost or reused.
-      std::filesystem::remove(dir / victim);
-      if (kind == Foreign::kSymlinkToFile) std::filesystem::rename(elsewhere / victim, dir / victim);
-      if (kind == Foreign::kSymlinkToFile) {
-        Log<> log(dir.path(), Small(200));
-        BOOST_TEST(log.NextOffset() == 20U, what);
-        for (int i = 0; i < 20; ++i) BOOST_TEST(log.Read(i).value == Value(i));
-      }
-    }
-}
 
 // Unlinking LOCK while a Log holds the directory does not let a second
 // process in: the directory itself is locked.
