@@ -592,3 +592,102 @@ BOOST_AUTO_TEST_CASE(the_syncer_stops_after_a_failed_sync) {
   BOOST_CHECK_EXCEPTION(commit.ThrowIfPoisoned(), StateError,
                         [](const StateError& e) { return Contains(e.what(), FakeSync::FailureReason()); });
 }
+
+// --- sealing after a sync that fails -----------------------------------------
+
+BOOST_AUTO_TEST_CASE(a_sync_in_flight_or_failed_after_its_generation_ended_forbids_sealing) {
+  FakeSync fake;
+  GroupCommit commit("test", [&] { return fake.Sync(); });
+  const auto gen = commit.Generation();
+  BOOST_TEST(commit.MaySeal());
+  fake.SetDurable(5);
+  fake.FailNext();
+  fake.Hold();
+  Workers workers;
+  const auto leader = workers.Start([&] { commit.SyncThrough(5, gen); });
+  BOOST_REQUIRE(fake.WaitForCalls(1));
+  commit.EndGeneration();  // a Close, with the sync under way
+  BOOST_TEST(!commit.MaySeal(), "the sync in flight may yet fail");
+  fake.Release();
+  BOOST_REQUIRE(workers.WaitDone(leader));
+  BOOST_TEST(workers.Result(leader).kind == Outcome::kSyncError);
+  BOOST_TEST(commit.Poisoned(), "a failure after the generation ended is still a failure of these files");
+  BOOST_TEST(!commit.MaySeal());
+  commit.Restart();  // the next open
+  BOOST_TEST(!commit.Poisoned());
+  BOOST_TEST(commit.MaySeal());
+}
+
+BOOST_AUTO_TEST_CASE(a_sync_that_fails_after_a_restart_poisons_nothing) {
+  FakeSync fake;
+  GroupCommit commit("test", [&] { return fake.Sync(); });
+  const auto gen = commit.Generation();
+  fake.SetDurable(5);
+  fake.FailNext();
+  fake.Hold();
+  Workers workers;
+  const auto leader = workers.Start([&] { commit.SyncThrough(5, gen); });
+  BOOST_REQUIRE(fake.WaitForCalls(1));
+  commit.EndGeneration();
+  commit.Restart();  // a Reset reopened while the old sync was held
+  fake.Release();
+  BOOST_REQUIRE(workers.WaitDone(leader));
+  BOOST_TEST(workers.Result(leader).kind == Outcome::kSyncError);
+  BOOST_TEST(!commit.Poisoned(), "an old generation's failure poisoned the reopened log");
+  BOOST_TEST(commit.MaySeal());
+  commit.SyncThrough(5, commit.Generation());
+  BOOST_TEST(fake.Calls() == 2U);
+}
+
+namespace {
+// An fdatasync that waits until released (at most kBound), then fails.
+struct HeldFailingDataSync {
+  static inline std::mutex mu;
+  static inline std::condition_variable cv;
+  static inline bool in_sync = false, released = false;
+  static int Call(int) {
+    std::unique_lock lock(mu);
+    in_sync = true;
+    cv.notify_all();
+    cv.wait_for(lock, kBound, [] { return released; });
+    errno = EIO;
+    return -1;
+  }
+  static bool WaitInSync() {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, kBound, [] { return in_sync; });
+  }
+  static void Release() {
+    std::lock_guard lock(mu);
+    released = true;
+    cv.notify_all();
+  }
+};
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(close_does_not_seal_while_a_sync_is_in_flight) {
+  TempDir dir;
+  SyscallHooks hooks;
+  std::uint64_t fsyncs_by_close = 0;
+  {
+    LogOf<logsync::sync::Always> log(dir.path());
+    log.Append(Rec("a"));
+    const auto hooked = logsync::detail::Sys().fdatasync;
+    logsync::detail::Sys().fdatasync = &HeldFailingDataSync::Call;
+    Workers workers;
+    const auto appender = workers.Start([&] { log.Append(Rec("b")); });
+    BOOST_REQUIRE(HeldFailingDataSync::WaitInSync());
+    const auto fsyncs = hooks.fsyncs.load();
+    log.Close();  // the appender's fdatasync is still under way, and will fail
+    fsyncs_by_close = hooks.fsyncs.load() - fsyncs;
+    HeldFailingDataSync::Release();
+    BOOST_REQUIRE(workers.WaitDone(appender));
+    BOOST_TEST(workers.Result(appender).kind == Outcome::kSyncError);
+    logsync::detail::Sys().fdatasync = hooked;
+  }
+  BOOST_TEST(fsyncs_by_close == 0U, "Close synced (sealed) the files while a sync that failed was in flight");
+  // The unsealed segment is recovered on open; the record acknowledged before stays.
+  LogOf<logsync::sync::Always> again(dir.path());
+  BOOST_TEST(again.Read(0).value == "a");
+  BOOST_TEST(again.Verify().Ok());
+}

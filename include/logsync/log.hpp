@@ -451,7 +451,7 @@ class Log {
   }
 
   // Stops the syncer, ends the sync generation, closes the segments and
-  // seals the active one (unless poisoned), runs `then` while the directory
+  // seals the active one (see GroupCommit::MaySeal), runs `then` while the directory
   // is still locked, and releases the lock unless asked to keep it. Append
   // lock held. Does nothing on a closed log.
   template <class Then>
@@ -461,7 +461,9 @@ class Log {
     commit_.EndGeneration();  // appenders waiting for a sync of this generation give up
     SegmentSet::Segments segs = segments_.Close();  // readers are done with them on return
     try {
-      if (!commit_.Poisoned() && !segs.empty()) segs.back()->Seal();
+      // Not after a failed sync, nor while one is in flight: the next open
+      // recovers the unsealed segment instead.
+      if (commit_.MaySeal() && !segs.empty()) segs.back()->Seal();
       segs.clear();
       then();
     } catch (...) {

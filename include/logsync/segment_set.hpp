@@ -14,8 +14,9 @@
 /// last holder lets go.
 ///
 /// One writer at a time (the log's append lock): Open, Close, Append,
-/// Roll, RemovePrefix. Readers run alongside, any number. A closed set
-/// (before Open, after Close) holds no segment; readers get StateError.
+/// Roll, CountThrough, RemovePrefix; all but Open need an open set (the
+/// caller checks). Readers run alongside, any number. A closed set (before
+/// Open, after Close) holds no segment; readers get StateError.
 
 #include <logsync/config.hpp>
 #include <logsync/detail/file.hpp>

@@ -12,7 +12,10 @@
 // Generations: each Open of the log starts one; Close and Reset end it
 // (EndGeneration). A waiter of an ended generation gets StateError (its
 // records may or may not have become durable), and what a sync of an ended
-// generation achieved counts for no later one.
+// generation achieved counts for no later one. A sync that fails after its
+// generation ended still poisons, until the next Restart: a Close must not
+// sync the files again (seal them) after a failed sync, and MaySeal says
+// whether it may.
 //
 // GroupCommit knows nothing of the log: it is given a callable that syncs
 // the active segment and returns the offset below which every record is
@@ -53,6 +56,7 @@ class GroupCommit {
   /// poisoned.
   void Restart() {
     std::lock_guard lock(mu_);
+    ++epoch_;  // a sync of before this that fails poisons nothing now
     synced_next_ = 0;
     poisoned_.store(false, std::memory_order_release);
     poison_reason_.clear();
@@ -65,12 +69,22 @@ class GroupCommit {
     cv_.notify_all();
   }
 
+  /// Whether the files may be synced once more, by sealing them, after
+  /// EndGeneration: not when a sync failed, nor while one is in flight (it
+  /// may yet fail, and a sync after a failed one can report success for
+  /// data the failure lost). No sync of the ended generation can start.
+  bool MaySeal() const {
+    std::lock_guard lock(mu_);
+    return !poisoned_ && !syncing_;
+  }
+
   /// Returns once every offset below `target` is durable (or throws: see
   /// the file comment). `generation` is the one `target` belongs to.
   void SyncThrough(std::uint64_t target, std::uint64_t generation) { Run(target, generation, false); }
 
-  /// As SyncThrough, but runs (or joins) one more sync even if `target` is
-  /// already durable: what an explicit Sync() asks for.
+  /// As SyncThrough, but runs a sync of its own (once one in flight has
+  /// finished) even if `target` is already durable: what an explicit Sync()
+  /// asks for.
   void SyncNow(std::uint64_t target, std::uint64_t generation) { Run(target, generation, true); }
 
   /// Whether records below `next` are not known durable.
@@ -160,6 +174,7 @@ class GroupCommit {
       }
       syncing_ = true;
       force = false;
+      const std::uint64_t epoch = epoch_;
       lock.unlock();
       for (int i = 0; i < kLeaderYields; ++i) std::this_thread::yield();
       std::uint64_t upto;
@@ -168,7 +183,8 @@ class GroupCommit {
       } catch (const SyncError& e) {
         lock.lock();
         syncing_ = false;
-        if (Generation() == generation && !poisoned_.exchange(true)) poison_reason_ = e.what();
+        // Even once its generation has ended (see MaySeal), until a Restart.
+        if (epoch_ == epoch && !poisoned_.exchange(true)) poison_reason_ = e.what();
         cv_.notify_all();
         throw;
       } catch (...) {
@@ -191,6 +207,7 @@ class GroupCommit {
   std::condition_variable cv_;
   std::uint64_t synced_next_ = 0;  // every offset below it is durable
   std::atomic<std::uint64_t> generation_{0};  // written under mu_
+  std::uint64_t epoch_ = 0;  // Restarts so far
   bool syncing_ = false;  // a leader is in sync_()
   std::atomic<bool> poisoned_{false};  // written under mu_
   std::string poison_reason_;
