@@ -14,9 +14,14 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <deque>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -77,6 +82,9 @@ class Cluster {
   void Kill(Node& node, int sig) { Stop(node.pid.exchange(-1), sig); }
 
   Node& ById(std::uint64_t id) { return nodes_[id - 1]; }
+
+  // The node's local log directory (the state machine's Log).
+  std::filesystem::path LocalLog(const Node& node) const { return dir_ / ("n" + std::to_string(node.id)) / "log"; }
 
   // The leader, as a live node other than `not_id` names it.
   std::uint64_t Leader(std::uint64_t not_id = 0) {
@@ -292,5 +300,68 @@ BOOST_AUTO_TEST_CASE(leadership_moves_on_transfer) {
   const std::uint64_t fresh = c.Leader(old);
   BOOST_TEST(fresh != old);
   writer.Send("APPEND after", {"after"});
+  CheckSame(c, {1, 2, 3}, acked);
+}
+
+// What a power loss can leave of a follower's local log (it runs without
+// syncs): a prefix of its frames that ends inside a batch. The restarted
+// node must complete that entry from raft, not skip the rest of it, or its
+// later offsets hold other records than the other nodes'.
+BOOST_AUTO_TEST_CASE(a_follower_whose_local_log_ends_inside_a_batch_converges) {
+  Cluster c(3);
+  std::mutex mu;
+  std::map<std::uint64_t, std::string> acked;
+  std::vector<std::string> batch;
+  for (int k = 0; k < 9; ++k) batch.push_back("mid-" + std::to_string(k));
+  {
+    Writer writer(c, mu, acked);
+    for (int i = 0; i < 10; ++i) writer.Send("APPEND a" + std::to_string(i), {"a" + std::to_string(i)});
+    writer.Send("BATCH 9 mid", batch);
+    for (int i = 0; i < 5; ++i) writer.Send("APPEND c" + std::to_string(i), {"c" + std::to_string(i)});
+  }
+  std::uint64_t cut = 0;  // the offset of the batch's fifth record
+  for (const auto& [offset, value] : acked)
+    if (value == "mid-4") cut = offset;
+  BOOST_REQUIRE(cut > 0U);
+  const std::uint64_t leader = c.Leader();
+  const std::uint64_t follower = leader % 3 + 1;
+  const std::uint64_t next = c.Next(c.ById(leader), acked.rbegin()->first + 1);
+  BOOST_REQUIRE(c.Next(c.ById(follower), next) == next);
+  c.Kill(c.ById(follower), SIGKILL);
+
+  // Zero the follower's active store from the frame of `cut` on.
+  std::filesystem::path store;
+  for (const auto& e : std::filesystem::directory_iterator(c.LocalLog(c.ById(follower))))
+    if (e.path().extension() == ".store" && (store.empty() || e.path() > store)) store = e.path();
+  BOOST_REQUIRE(!store.empty());
+  std::string bytes;
+  {
+    std::ifstream in(store, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  auto u32 = [&](std::size_t at) {
+    std::uint32_t v = 0;
+    std::memcpy(&v, bytes.data() + at, 4);
+    return v;
+  };
+  auto u64 = [&](std::size_t at) {
+    std::uint64_t v = 0;
+    std::memcpy(&v, bytes.data() + at, 8);
+    return v;
+  };
+  std::size_t pos = 16;  // after the store header
+  while (pos + 16 <= bytes.size() && u64(pos + 8) != cut && u32(pos) != 0) pos += 16 + u32(pos);
+  BOOST_REQUIRE_MESSAGE(pos + 16 <= bytes.size() && u64(pos + 8) == cut, "no frame of offset " << cut << " in " << store);
+  std::fill(bytes.begin() + static_cast<std::ptrdiff_t>(pos), bytes.end(), '\0');
+  {
+    std::ofstream out(store, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  }
+
+  c.Start(c.ById(follower), "");
+  {
+    Writer writer(c, mu, acked);
+    for (int i = 0; i < 5; ++i) writer.Send("APPEND d" + std::to_string(i), {"d" + std::to_string(i)});
+  }
   CheckSame(c, {1, 2, 3}, acked);
 }

@@ -18,7 +18,13 @@
 /// Each record of the local log carries the raft index of the entry it came
 /// from (an 8-byte prefix before the codec's bytes), so applying is
 /// idempotent: the engine replays the entries after its last snapshot on
-/// every start, and entries the log already holds are skipped.
+/// every start, and entries the log already holds are skipped. The local
+/// log runs without syncs, so a power loss can keep any prefix of its
+/// frames, ending inside an entry: Open counts how many records of the last
+/// entry it holds, and the replay of that entry appends the ones missing,
+/// so the log always ends on an entry boundary of the committed raft log
+/// (never skipping the rest of an entry, which would shift every later
+/// offset against the other nodes).
 ///
 ///     snapshot: "LGSNAP01", raft index of the newest record (u64), next
 ///     offset (u64), then the log's Reader() stream.
@@ -184,11 +190,47 @@ class LogMachine {
     if (log_) log_->Close();
   }
 
+  /// Applies the committed entry at raft index `index`, whose records'
+  /// bytes are `records` (what the engine's apply callback does); returns
+  /// the offset of its first record. An entry the local log holds already
+  /// is skipped; of the entry it holds only a prefix of (see the file
+  /// comment), the rest is appended.
+  std::uint64_t Apply(std::uint64_t index, std::span<const std::span<const std::byte>> records) {
+    std::unique_lock lock(mu_);
+    const std::uint64_t next = log_->NextOffset();
+    if (records.empty() || index < last_index_) return next;
+    const std::size_t held = index == last_index_ ? last_held_ : 0;
+    if (held > records.size())
+      throw Error("logsync: the local log holds " + std::to_string(held) + " records of raft entry " +
+                  std::to_string(index) + ", which has " + std::to_string(records.size()));
+    if (held == records.size()) return next - held;
+    std::vector<Applied> batch;
+    batch.reserve(records.size() - held);
+    for (auto p : records.subspan(held))
+      batch.push_back(Applied{0, index, std::string(reinterpret_cast<const char*>(p.data()), p.size())});
+    const std::uint64_t first = log_->AppendBatch(batch) - held;
+    last_index_ = index;
+    last_held_ = records.size();
+    return first;
+  }
+
  private:
   void Open() {
     log_ = std::make_unique<LocalLog>(dir_, config_);
     last_index_ = 0;
-    if (!log_->Empty()) last_index_ = log_->Read(log_->HighestOffset()).raft_index;
+    last_held_ = 0;
+    if (log_->Empty()) return;
+    last_index_ = RaftIndexAt(log_->HighestOffset());
+    for (std::uint64_t o = log_->NextOffset(); o > log_->LowestOffset() && RaftIndexAt(o - 1) == last_index_; --o)
+      ++last_held_;
+  }
+
+  // The raft index a record of the local log came from.
+  std::uint64_t RaftIndexAt(std::uint64_t offset) const {
+    return log_->View(offset, [](std::span<const std::byte> payload) {
+      if (payload.size() < 8) throw Error("logsync: replicated record shorter than its raft index");
+      return LoadLE<std::uint64_t>(payload.data());
+    });
   }
 
   void Notify(const std::string& error = {}) {
@@ -208,16 +250,7 @@ class LogMachine {
       return RAFT_MALFORMED;
     }
     try {
-      std::unique_lock lock(self->mu_);
-      std::uint64_t first = self->log_->NextOffset();
-      if (index > self->last_index_ && !parts.empty()) {
-        std::vector<Applied> records;
-        records.reserve(parts.size());
-        for (auto p : parts)
-          records.push_back(Applied{0, index, std::string(reinterpret_cast<const char*>(p.data()), p.size())});
-        first = self->log_->AppendBatch(records);
-        self->last_index_ = index;
-      }
+      const std::uint64_t first = self->Apply(index, parts);
       // The first offset travels back to the leader's apply callback as the
       // result pointer's value (nothing to allocate or free).
       *result = reinterpret_cast<void*>(static_cast<std::uintptr_t>(first));
@@ -313,9 +346,10 @@ class LogMachine {
   Config config_;
   raft_fsm fsm_{};
   struct raft* raft_ = nullptr;
-  mutable std::shared_mutex mu_;  // guards log_ (swapped by a restore) and last_index_
+  mutable std::shared_mutex mu_;  // guards log_ (swapped by a restore), last_index_ and last_held_
   std::unique_ptr<LocalLog> log_;
-  std::uint64_t last_index_ = 0;
+  std::uint64_t last_index_ = 0;  // raft index of the newest record
+  std::uint64_t last_held_ = 0;   // records of that entry the log holds
   mutable std::mutex wait_mu_;
   mutable std::condition_variable applied_cv_;
   std::string last_error_;
