@@ -37,6 +37,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -79,13 +80,16 @@ struct Options {
   std::string admin_secret;                       ///< empty: admin commands disabled
 };
 
+constexpr const char* kUsage =
+    "usage: logsync-node --id N --address HOST:PORT --client HOST:PORT --dir DIR "
+    "[--peers ID=HOST:PORT,...] [--election-timeout MS] [--snapshot-threshold N] "
+    "[--snapshot-trailing N] [--admin-secret-file PATH] [--max-clients N (64)] "
+    "[--max-request-bytes N (1048576)] [--max-batch-bytes N (16777216)] "
+    "[--idle-timeout MS (300000, 0: none)]\n"
+    "       logsync-node --help\n";
+
 [[noreturn]] void Usage(const std::string& why) {
-  std::cerr << "logsync-node: " << why
-            << "\nusage: logsync-node --id N --address HOST:PORT --client HOST:PORT --dir DIR "
-               "[--peers ID=HOST:PORT,...] [--election-timeout MS] [--snapshot-threshold N] "
-               "[--snapshot-trailing N] [--admin-secret-file PATH] [--max-clients N (64)] "
-               "[--max-request-bytes N (1048576)] [--max-batch-bytes N (16777216)] "
-               "[--idle-timeout MS (300000, 0: none)]\n";
+  std::cerr << "logsync-node: " << why << "\n" << kUsage;
   std::exit(2);
 }
 
@@ -123,6 +127,10 @@ Options ParseArgs(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::cout << kUsage;
+      std::exit(0);
+    }
     if (i + 1 >= argc) Usage("missing value for " + flag);
     const std::string value = argv[++i];
     if (flag == "--id") o.node.id = ParseNumber(value, "--id", 1);
@@ -349,6 +357,10 @@ void Serve(Node& node, const Options& opts, int fd) {
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   }
+  // Replies go out as they are ready: a client that pipelines requests
+  // would otherwise wait out the delayed-ACK timer for every burst.
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   const std::string too_long = "ERR bad-request line too long (over " + std::to_string(opts.max_request_bytes) + " bytes)";
   Session session;
   std::string buf;      // input not yet handled: part of one line, never over the limit
