@@ -82,7 +82,7 @@ struct Options {
 
 constexpr const char* kUsage =
     "usage: logsync-node --id N --address HOST:PORT --client HOST:PORT --dir DIR "
-    "[--peers ID=HOST:PORT,...] [--election-timeout MS] [--snapshot-threshold N] "
+    "[--peers ID=HOST:PORT,...] [--election-timeout MS (500)] [--pre-vote 0|1 (1)] [--snapshot-threshold N] "
     "[--snapshot-trailing N] [--admin-secret-file PATH] [--max-clients N (64)] "
     "[--max-request-bytes N (1048576)] [--max-batch-bytes N (16777216)] "
     "[--idle-timeout MS (300000, 0: none)]\n"
@@ -143,6 +143,7 @@ Options ParseArgs(int argc, char** argv) {
       o.node.snapshot_trailing = static_cast<unsigned>(ParseNumber(value, "--snapshot-trailing", 0, kUnsigned));
     else if (flag == "--election-timeout")
       o.node.election_timeout_ms = static_cast<unsigned>(ParseNumber(value, "--election-timeout", 1, kMaxWaitMs));
+    else if (flag == "--pre-vote") o.node.pre_vote = ParseNumber(value, "--pre-vote", 0, 1) == 1;
     else if (flag == "--max-clients") o.max_clients = ParseNumber(value, "--max-clients", 1, 1U << 20);
     else if (flag == "--max-request-bytes")
       o.max_request_bytes = ParseNumber(value, "--max-request-bytes", 64, std::uint64_t{1} << 30);
