@@ -20,8 +20,17 @@
 //   TRANSFER                    OK                  (on the leader; admin)
 //   STATS                       OK restored <n>     (snapshots installed from the leader)
 //   QUIT                        (closes the connection)
-// Errors: ERR not-leader <id> <address> | ERR no-leader | ERR out-of-range |
-// ERR bad-request <why> | ERR unauthorized [<why>] | ERR busy <why> | ERR <message>.
+// Errors: "ERR <token> [<details>]", the token one of
+//   not-leader <id> <address>   this node does not lead; nothing was done
+//   no-leader                   no leader is known; nothing was done
+//   out-of-range                READ of an offset the log does not hold
+//   bad-request <why>           the request does not parse or is over a limit; nothing was done
+//   unauthorized [<why>]        an admin command without AUTH, or admin commands disabled
+//   busy <why>                  the node turned the connection away (then closes it)
+//   refused <why>               a change the cluster refused (the last voter's REMOVE)
+//   unknown-outcome <why>       an APPEND, BATCH, JOIN, REMOVE or TRANSFER that failed
+//                               after it was submitted: it may or may not take effect
+//   failed <why>                any other request that failed (a local I/O error)
 //
 // Limits, so that no client can take the node down: at most --max-clients
 // connections are served at once (one thread each; the next ones get
@@ -299,7 +308,14 @@ std::string Handle(Node& node, const Options& opts, Session& session, const std:
     std::string what = e.what();
     for (char& ch : what)
       if (ch == '\n' || ch == '\r') ch = ' ';
-    return "ERR " + what;
+    // A change the node refused before making it; otherwise a change
+    // (append, batch, membership, transfer) that failed may still take
+    // effect: the client cannot know, and must not assume either.
+    const auto* repl = dynamic_cast<const logsync::ReplicationError*>(&e);
+    if (repl != nullptr && repl->code() == RAFT_BADROLE) return "ERR refused " + what;
+    if (cmd == "APPEND" || cmd == "BATCH" || cmd == "JOIN" || cmd == "REMOVE" || cmd == "TRANSFER")
+      return "ERR unknown-outcome " + what;
+    return "ERR failed " + what;
   }
 }
 

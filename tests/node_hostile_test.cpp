@@ -215,6 +215,7 @@ BOOST_AUTO_TEST_CASE(last_voter_cannot_be_removed) {
   const std::string reply = c.Ask("REMOVE 1");
   BOOST_TEST(StartsWith(reply, "ERR "));
   BOOST_TEST(reply.find("last voter") != std::string::npos, reply);
+  BOOST_TEST(StartsWith(reply, "ERR refused "), reply);  // a token a client can switch on
   BOOST_TEST(StartsWith(c.Ask("LEADER 5000"), "OK 1 "));
   BOOST_TEST(c.Ask("APPEND still-leading") == "OK 0");
   BOOST_TEST(node.Serves());
