@@ -47,7 +47,7 @@ class ThreeNodes {
  public:
   ThreeNodes() : dir_(BenchDir("cluster")) {
     std::vector<logsync::Peer> peers;
-    for (std::uint64_t id = 1; id <= 3; ++id) peers.push_back({id, "127.0.0.1:" + std::to_string(FreePort())});
+    for (std::uint64_t id = 1; id <= 3; ++id) peers.push_back({id, "127.0.0.1:" + std::to_string(FreePort()), {}});
     for (const auto& p : peers) {
       logsync::NodeConfig c;
       c.id = p.id;

@@ -13,7 +13,9 @@
 //   BATCH <n> <prefix>          OK <first offset>   (n records "<prefix>-<i>", one raft entry)
 //   READ <offset>               OK <text>
 //   NEXT [<at least> <ms>]      OK <next offset>    (waits up to ms for the local log to reach it)
-//   LEADER [<ms> [<not id>]]    OK <id> <address>   (waits up to ms for a leader other than <not id>)
+//   LEADER [<ms> [<not id>]]    OK <id> <client address> <raft address>
+//                               (waits up to ms for a leader other than <not id>; the client
+//                               address is "-" until the leader's announcement arrives)
 //   AUTH <secret>               OK                  (this connection may then use JOIN, REMOVE, TRANSFER)
 //   JOIN <id> <address>         OK                  (on the leader; admin)
 //   REMOVE <id>                 OK                  (on the leader; admin; never the last voter)
@@ -21,7 +23,8 @@
 //   STATS                       OK restored <n>     (snapshots installed from the leader)
 //   QUIT                        (closes the connection)
 // Errors: "ERR <token> [<details>]", the token one of
-//   not-leader <id> <address>   this node does not lead; nothing was done
+//   not-leader <id> <client address> <raft address>
+//                               this node does not lead; nothing was done (address as for LEADER)
 //   no-leader                   no leader is known; nothing was done
 //   out-of-range                READ of an offset the log does not hold
 //   bad-request <why>           the request does not parse or is over a limit; nothing was done
@@ -170,6 +173,7 @@ Options ParseArgs(int argc, char** argv) {
   }
   if (o.node.id == 0 || o.node.address.empty() || o.client.empty() || o.node.dir.empty())
     Usage("--id, --address, --client and --dir are required");
+  o.node.client_address = o.client;  // announced when this node leads
   return o;
 }
 
@@ -202,6 +206,12 @@ std::uint64_t BatchBytes(std::uint64_t n, std::uint64_t prefix) {
 }
 
 /// One client connection's state.
+/// "<client address> <raft address>" of a node, "-" for a client address
+/// it has not announced (yet).
+std::string Addresses(const logsync::Peer& p) {
+  return (p.client_address.empty() ? std::string("-") : p.client_address) + " " + p.address;
+}
+
 struct Session {
   bool admin = false;  ///< authenticated with the admin secret
 };
@@ -270,7 +280,7 @@ std::string Handle(Node& node, const Options& opts, Session& session, const std:
         p = node.Leader();
       }
       if (p.id == 0) return "ERR no-leader";
-      return "OK " + std::to_string(p.id) + " " + p.address;
+      return "OK " + std::to_string(p.id) + " " + Addresses(p);
     }
     if (cmd == "AUTH") {
       if (opts.admin_secret.empty()) return "ERR unauthorized admin commands are disabled";
@@ -301,7 +311,7 @@ std::string Handle(Node& node, const Options& opts, Session& session, const std:
     return "ERR bad-request unknown command '" + cmd.substr(0, 64) + "'";
   } catch (const logsync::NotLeader& e) {
     if (e.leader().id == 0) return "ERR no-leader";
-    return "ERR not-leader " + std::to_string(e.leader().id) + " " + e.leader().address;
+    return "ERR not-leader " + std::to_string(e.leader().id) + " " + Addresses(e.leader());
   } catch (const logsync::OffsetOutOfRange&) {
     return "ERR out-of-range";
   } catch (const std::exception& e) {

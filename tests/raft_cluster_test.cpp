@@ -163,6 +163,25 @@ class Writer {
   std::unique_ptr<Conn> client_;
 };
 
+// What LEADER answers once node `id` leads and its announcement has
+// arrived: its client address, then its raft address.
+std::string LeaderReply(Cluster& c, std::uint64_t id) {
+  const Node& n = c.ById(id);
+  return "OK " + std::to_string(id) + " 127.0.0.1:" + std::to_string(n.client_port) + " " + n.Address();
+}
+
+// Asks node `at` LEADER until it names `id` with its client address (the
+// announcement is an entry that must commit and reach the node), for at
+// most 20 s; returns the last reply.
+std::string AwaitLeaderReply(Cluster& c, std::uint64_t at, std::uint64_t id) {
+  const std::string want = LeaderReply(c, id);
+  std::string got;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while ((got = Ask(c.ById(at).client_port, "LEADER 3000")) != want && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  return got;
+}
+
 void CheckSame(Cluster& c, const std::vector<std::uint64_t>& ids, const std::map<std::uint64_t, std::string>& acked) {
   // The reference is the leader's log, once it holds every acknowledged
   // record (a node may name a leader that just stepped down, whose log can
@@ -284,6 +303,9 @@ BOOST_AUTO_TEST_CASE(lagging_node_catches_up_through_a_snapshot) {
   const std::string stats = Ask(c.ById(lagging).client_port, "STATS");
   BOOST_REQUIRE(stats.rfind("OK restored ", 0) == 0);
   BOOST_TEST(std::stoull(stats.substr(12)) >= 1U, stats);
+  // The leader's client address reached it in the snapshot: the entry that
+  // announced it was compacted away before the node came back.
+  BOOST_TEST(Ask(c.ById(lagging).client_port, "LEADER") == LeaderReply(c, c.Leader()));
   // It goes on taking appends as a follower.
   writer.Send("APPEND after", {"after"});
   CheckSame(c, {1, 2, 3}, acked);
@@ -364,4 +386,25 @@ BOOST_AUTO_TEST_CASE(a_follower_whose_local_log_ends_inside_a_batch_converges) {
     for (int i = 0; i < 5; ++i) writer.Send("APPEND d" + std::to_string(i), {"d" + std::to_string(i)});
   }
   CheckSame(c, {1, 2, 3}, acked);
+}
+
+// Redirects and LEADER name the leader's client address (announced by the
+// leader through raft), then its raft address, on every node, across a
+// failover and on a node that restarts.
+BOOST_AUTO_TEST_CASE(redirects_name_the_leaders_client_address) {
+  Cluster c(3);
+  const std::uint64_t first = c.Leader();
+  for (std::uint64_t id = 1; id <= 3; ++id) {
+    BOOST_TEST(AwaitLeaderReply(c, id, first) == LeaderReply(c, first), "node " << id);
+    if (id != first)
+      BOOST_TEST(Ask(c.ById(id).client_port, "APPEND x") == "ERR not-leader " + LeaderReply(c, first).substr(3));
+  }
+  c.Kill(c.ById(first), SIGKILL);
+  const std::uint64_t second = c.Leader(first);
+  BOOST_REQUIRE(second != first);
+  for (std::uint64_t id = 1; id <= 3; ++id)
+    if (id != first) BOOST_TEST(AwaitLeaderReply(c, id, second) == LeaderReply(c, second), "node " << id);
+  c.Start(c.ById(first), "");
+  BOOST_TEST(AwaitLeaderReply(c, first, second) == LeaderReply(c, second));
+  BOOST_TEST(Ask(c.ById(first).client_port, "APPEND y") == "ERR not-leader " + LeaderReply(c, second).substr(3));
 }

@@ -46,10 +46,12 @@ extern "C" {
 
 namespace logsync {
 
-/// A node of the cluster: raft id and address ("host:port").
+/// A node of the cluster: raft id and address ("host:port"), and the
+/// address its clients use, once it has announced one (see Leader()).
 struct Peer {
   std::uint64_t id = 0;
   std::string address;
+  std::string client_address;  ///< empty if not (yet) known
   friend bool operator==(const Peer&, const Peer&) = default;
 };
 
@@ -67,7 +69,7 @@ inline std::vector<Peer> ParsePeers(const std::string& text) {
     std::size_t used = 0;
     const std::uint64_t id = std::stoull(item.substr(0, eq), &used);
     if (used != eq || id == 0) throw std::invalid_argument("logsync: peer id in '" + item + "' is not a number > 0");
-    out.push_back(Peer{id, item.substr(eq + 1)});
+    out.push_back(Peer{id, item.substr(eq + 1), {}});
     at = end + 1;
   }
   return out;
@@ -108,6 +110,10 @@ struct NodeConfig {
   /// fresh. Empty (or without this node) to join an existing cluster, whose
   /// leader then calls Join for this node.
   std::vector<Peer> bootstrap;
+  /// The address clients reach this node at (its own protocol, if any):
+  /// announced to the cluster whenever this node becomes leader, so that
+  /// every node's Leader() and NotLeader name it. Empty: none.
+  std::string client_address;
   Config log;                               ///< the local log's configuration
   /// A follower that hears nothing from a leader for this long (randomised
   /// up to twice as long) starts an election. 500 ms, where the engine's
@@ -235,7 +241,8 @@ class ReplicatedLog {
     return machine_->WaitForNext(next, timeout);
   }
 
-  /// The leader this node knows of (id 0 if none).
+  /// The leader this node knows of (id 0 if none), with the client address
+  /// it announced (empty until the announcement has reached this node).
   Peer Leader() {
     return Run<Peer>([this](auto done) { done->set_value(CurrentLeader()); });
   }
@@ -354,7 +361,40 @@ class ReplicatedLog {
     raft_id id = 0;
     const char* address = nullptr;
     raft_leader(&raft_, &id, &address);
-    return Peer{id, address ? address : ""};
+    return Peer{id, address ? address : "", id != 0 ? machine_->ClientAddress(id) : std::string()};
+  }
+
+  // On the leader: announces this node's client address once the cluster
+  // does not know it (one announcement in flight at a time).
+  void Announce() {
+    if (config_.client_address.empty() || announcing_ || raft_state(&raft_) != RAFT_LEADER ||
+        machine_->ClientAddress(config_.id) == config_.client_address)
+      return;
+    raft_buffer buf;
+    try {
+      buf = detail::EncodeAnnounce({config_.id, config_.client_address});
+    } catch (const std::bad_alloc&) {
+      return;  // the next tick tries again
+    }
+    auto* req = new AnnounceRequest{{}, this};
+    req->req.data = req;
+    if (raft_apply(&raft_, &req->req, &buf, 1, &ReplicatedLog::OnAnnounced) != 0) {
+      raft_free(buf.base);
+      delete req;
+      return;
+    }
+    announcing_ = true;
+  }
+
+  struct AnnounceRequest {
+    struct raft_apply req;
+    ReplicatedLog* self;
+  };
+
+  static void OnAnnounced(struct raft_apply* req, int, void*) {
+    auto* a = static_cast<AnnounceRequest*>(req->data);
+    a->self->announcing_ = false;
+    delete a;
   }
 
   // Loop thread only. The configuration is the latest one, uncommitted
@@ -421,6 +461,7 @@ class ReplicatedLog {
 
   static void OnTimer(uv_timer_t* handle) {
     auto* self = static_cast<ReplicatedLog*>(handle->data);
+    self->Announce();
     Peer now = self->CurrentLeader();
     {
       std::lock_guard lock(self->leader_mu_);
@@ -496,6 +537,7 @@ class ReplicatedLog {
   std::mutex leader_mu_;
   std::condition_variable leader_cv_;
   Peer leader_;
+  bool announcing_ = false;  // loop thread only
 };
 
 }  // namespace logsync

@@ -15,6 +15,18 @@
 /// is not a multiple of 8 reaches followers shifted when several entries
 /// travel in one message.
 ///
+///     announce entry (a node's client address; no record)
+///     +--------+------+--------------------------------------------------+
+///     | 0      | 4    | 0xFFFFFFFF (no record entry has that many)       |
+///     | 4      | 4    | address length N (u32)                           |
+///     | 8      | 8    | node id (u64)                                    |
+///     | 16     | N    | the address clients reach the node at            |
+///     | ...    | 0-7  | zero padding to a multiple of 8 bytes            |
+///     +--------+------+--------------------------------------------------+
+///
+/// A leader announces its client address once it leads, so that every node
+/// can redirect clients to it (the raft address is for raft only).
+///
 /// Each record of the local log carries the raft index of the entry it came
 /// from (an 8-byte prefix before the codec's bytes), so applying is
 /// idempotent: the engine replays the entries after its last snapshot on
@@ -26,8 +38,10 @@
 /// (never skipping the rest of an entry, which would shift every later
 /// offset against the other nodes).
 ///
-///     snapshot: "LGSNAP01", raft index of the newest record (u64), next
-///     offset (u64), then the log's Reader() stream.
+///     snapshot: "LGSNAP02", raft index of the newest record (u64), next
+///     offset (u64), the client addresses known (u32 count, then per node
+///     its id (u64), address length N (u32) and N bytes), then the log's
+///     Reader() stream. "LGSNAP01" snapshots (no addresses) are read too.
 
 extern "C" {
 #include <raft.h>
@@ -41,11 +55,14 @@ extern "C" {
 #include <logsync/snapshot.hpp>
 #include <logsync/sync.hpp>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <shared_mutex>
 #include <span>
@@ -120,7 +137,45 @@ inline bool DecodeEntry(std::span<const std::byte> entry, std::vector<std::span<
   return true;
 }
 
-inline constexpr char kSnapshotMagic[8] = {'L', 'G', 'S', 'N', 'A', 'P', '0', '1'};
+inline constexpr std::uint32_t kAnnounceMarker = 0xFFFFFFFFU;
+
+/// A node's announcement of its client address.
+struct Announce {
+  std::uint64_t id = 0;
+  std::string address;
+};
+
+/// The announce entry of `a` (see the file comment), from raft_malloc.
+inline raft_buffer EncodeAnnounce(const Announce& a) {
+  const std::size_t len = (16 + a.address.size() + kEntryAlign - 1) / kEntryAlign * kEntryAlign;
+  auto* base = static_cast<std::byte*>(raft_malloc(len));
+  if (base == nullptr) throw std::bad_alloc();
+  std::memset(base, 0, len);
+  StoreLE<std::uint32_t>(base, kAnnounceMarker);
+  StoreLE<std::uint32_t>(base + 4, static_cast<std::uint32_t>(a.address.size()));
+  StoreLE<std::uint64_t>(base + 8, a.id);
+  if (!a.address.empty()) std::memcpy(base + 16, a.address.data(), a.address.size());
+  return raft_buffer{base, len};
+}
+
+/// The announcement an entry carries; nullopt for a record entry; false in
+/// `ok` if it is an announce entry that does not parse.
+inline std::optional<Announce> DecodeAnnounce(std::span<const std::byte> entry, bool& ok) {
+  ok = true;
+  if (entry.size() < 4 || LoadLE<std::uint32_t>(entry.data()) != kAnnounceMarker) return std::nullopt;
+  ok = false;
+  if (entry.size() < 16 || entry.size() % kEntryAlign != 0) return std::nullopt;
+  const std::uint32_t n = LoadLE<std::uint32_t>(entry.data() + 4);
+  if (entry.size() - 16 < n || entry.size() - 16 - n >= kEntryAlign) return std::nullopt;
+  for (std::size_t at = 16 + n; at < entry.size(); ++at)
+    if (entry[at] != std::byte{0}) return std::nullopt;
+  ok = true;
+  return Announce{LoadLE<std::uint64_t>(entry.data() + 8),
+                  std::string(reinterpret_cast<const char*>(entry.data()) + 16, n)};
+}
+
+inline constexpr char kSnapshotMagicV1[8] = {'L', 'G', 'S', 'N', 'A', 'P', '0', '1'};
+inline constexpr char kSnapshotMagic[8] = {'L', 'G', 'S', 'N', 'A', 'P', '0', '2'};
 inline constexpr std::size_t kSnapshotHeaderBytes = 24;
 
 /// The raft FSM over a local Log in `dir`: applies committed entries,
@@ -177,6 +232,13 @@ class LogMachine {
   bool WaitForNext(std::uint64_t next, Duration timeout) const {
     std::unique_lock lock(wait_mu_);
     return detail::WaitUntilReady(applied_cv_, lock, timeout, [&] { return NextOffset() >= next; });
+  }
+
+  /// The client address node `id` announced, or "" if none is known.
+  std::string ClientAddress(std::uint64_t id) const {
+    std::shared_lock lock(mu_);
+    const auto it = clients_.find(id);
+    return it == clients_.end() ? std::string() : it->second;
   }
 
   /// Apply failures (an I/O error of the local log) so far.
@@ -244,8 +306,19 @@ class LogMachine {
   static int ApplyCb(raft_fsm* fsm, const raft_buffer* buf, void** result) {
     auto* self = static_cast<LogMachine*>(fsm->data);
     const std::uint64_t index = raft_last_applied(self->raft_) + 1;
+    const std::span<const std::byte> entry(static_cast<const std::byte*>(buf->base), buf->len);
+    bool ok = true;
+    if (auto a = DecodeAnnounce(entry, ok)) {
+      {
+        std::unique_lock lock(self->mu_);
+        self->clients_[a->id] = std::move(a->address);
+      }
+      *result = nullptr;
+      self->Notify();
+      return 0;
+    }
     std::vector<std::span<const std::byte>> parts;
-    if (!DecodeEntry(std::span(static_cast<const std::byte*>(buf->base), buf->len), parts)) {
+    if (!ok || !DecodeEntry(std::span(static_cast<const std::byte*>(buf->base), buf->len), parts)) {
       self->Notify("malformed raft entry at index " + std::to_string(index));
       return RAFT_MALFORMED;
     }
@@ -267,12 +340,22 @@ class LogMachine {
     try {
       std::shared_lock lock(self->mu_);
       auto reader = self->log_->Reader();
-      std::size_t cap = 1 << 20, len = kSnapshotHeaderBytes;
+      std::size_t directory = 4;
+      for (const auto& [id, address] : self->clients_) directory += 12 + address.size();
+      std::size_t cap = std::max<std::size_t>(1 << 20, kSnapshotHeaderBytes + directory), len = kSnapshotHeaderBytes;
       auto* base = static_cast<std::byte*>(raft_malloc(cap));
       if (base == nullptr) return RAFT_NOMEM;
       std::memcpy(base, kSnapshotMagic, 8);
       StoreLE<std::uint64_t>(base + 8, self->last_index_);
       StoreLE<std::uint64_t>(base + 16, self->log_->NextOffset());
+      StoreLE<std::uint32_t>(base + len, static_cast<std::uint32_t>(self->clients_.size()));
+      len += 4;
+      for (const auto& [id, address] : self->clients_) {
+        StoreLE<std::uint64_t>(base + len, id);
+        StoreLE<std::uint32_t>(base + len + 8, static_cast<std::uint32_t>(address.size()));
+        if (!address.empty()) std::memcpy(base + len + 12, address.data(), address.size());
+        len += 12 + address.size();
+      }
       for (;;) {
         if (len == cap) {
           auto* grown = static_cast<std::byte*>(raft_realloc(base, cap * 2));
@@ -306,12 +389,32 @@ class LogMachine {
   static int RestoreCb(raft_fsm* fsm, raft_buffer* buf) {
     auto* self = static_cast<LogMachine*>(fsm->data);
     const std::span<const std::byte> bytes(static_cast<const std::byte*>(buf->base), buf->len);
-    if (bytes.size() < kSnapshotHeaderBytes || std::memcmp(bytes.data(), kSnapshotMagic, 8) != 0) {
+    const bool v2 = bytes.size() >= kSnapshotHeaderBytes && std::memcmp(bytes.data(), kSnapshotMagic, 8) == 0;
+    if (!v2 && (bytes.size() < kSnapshotHeaderBytes || std::memcmp(bytes.data(), kSnapshotMagicV1, 8) != 0)) {
       self->Notify("snapshot is not a logsync snapshot");
       return RAFT_MALFORMED;
     }
     const std::uint64_t snap_index = LoadLE<std::uint64_t>(bytes.data() + 8);
     const std::uint64_t snap_next = LoadLE<std::uint64_t>(bytes.data() + 16);
+    std::map<std::uint64_t, std::string> clients;
+    std::size_t at = kSnapshotHeaderBytes;
+    if (v2) {
+      auto malformed = [&] {
+        self->Notify("snapshot's client addresses do not parse");
+        return RAFT_MALFORMED;
+      };
+      if (bytes.size() - at < 4) return malformed();
+      const std::uint32_t count = LoadLE<std::uint32_t>(bytes.data() + at);
+      at += 4;
+      for (std::uint32_t i = 0; i < count; ++i) {
+        if (bytes.size() - at < 12) return malformed();
+        const std::uint64_t id = LoadLE<std::uint64_t>(bytes.data() + at);
+        const std::uint32_t n = LoadLE<std::uint32_t>(bytes.data() + at + 8);
+        if (bytes.size() - at - 12 < n) return malformed();
+        clients[id] = std::string(reinterpret_cast<const char*>(bytes.data()) + at + 12, n);
+        at += 12 + n;
+      }
+    }
     try {
       std::unique_lock lock(self->mu_);
       // The local log already holds every record of the snapshot (records
@@ -322,7 +425,7 @@ class LogMachine {
         const auto old = self->dir_.string() + ".old";
         std::filesystem::remove_all(staged);
         std::filesystem::remove_all(old);
-        RestoreLog(staged, bytes.subspan(kSnapshotHeaderBytes), self->config_);
+        RestoreLog(staged, bytes.subspan(at), self->config_);
         self->log_->Close();
         self->log_.reset();
         detail::Rename(self->dir_, old);
@@ -331,6 +434,7 @@ class LogMachine {
         self->Open();
         self->restored_.fetch_add(1, std::memory_order_relaxed);
       }
+      if (v2) self->clients_ = std::move(clients);
     } catch (const std::exception& e) {
       self->Notify(std::string("restore: ") + e.what());
       return RAFT_CORRUPT;
@@ -346,10 +450,11 @@ class LogMachine {
   Config config_;
   raft_fsm fsm_{};
   struct raft* raft_ = nullptr;
-  mutable std::shared_mutex mu_;  // guards log_ (swapped by a restore), last_index_ and last_held_
+  mutable std::shared_mutex mu_;  // guards log_ (swapped by a restore), last_index_, last_held_, clients_
   std::unique_ptr<LocalLog> log_;
   std::uint64_t last_index_ = 0;  // raft index of the newest record
   std::uint64_t last_held_ = 0;   // records of that entry the log holds
+  std::map<std::uint64_t, std::string> clients_;  // client addresses announced, by node id
   mutable std::mutex wait_mu_;
   mutable std::condition_variable applied_cv_;
   std::string last_error_;
