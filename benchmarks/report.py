@@ -22,6 +22,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 
 
 def run(build, name, args, env, rerun=True):
@@ -34,8 +35,15 @@ def run(build, name, args, env, rerun=True):
             return {}, 0
         cmd = [exe, f"--benchmark_out={out}", "--benchmark_out_format=json"] + args
         print("running", " ".join(cmd), file=sys.stderr)
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
+        # The program's own stderr (Google Benchmark's machine header, and
+        # the warning Debian's libbenchmark prints about its own build) is
+        # shown only if the program fails: the tables say the rest.
+        with tempfile.TemporaryFile("w+") as err:
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+            _, status, usage = os.wait4(proc.pid, 0)
+            if status != 0:
+                err.seek(0)
+                sys.stderr.write(err.read())
         maxrss = usage.ru_maxrss  # KiB
         if status != 0:
             print(f"{name} failed ({status})", file=sys.stderr)
