@@ -4,6 +4,8 @@
 
 #include <logsync/logsync.hpp>
 
+#include "../tests/support/frames.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -32,14 +34,8 @@ class ScratchDir {
 };
 
 /// The frame logsync writes for a record of `payload` at `offset`: what the
-/// raw ceilings write, byte for byte.
-inline std::vector<std::byte> Frame(std::uint64_t offset, const std::string& payload) {
-  const auto bytes = std::as_bytes(std::span(payload));
-  std::vector<std::byte> f(kFrameHeaderBytes + bytes.size());
-  if (!bytes.empty()) std::memcpy(f.data() + kFrameHeaderBytes, bytes.data(), bytes.size());
-  detail::WriteFrameHeader(f.data(), offset, static_cast<std::uint32_t>(bytes.size()), detail::PayloadCrc(bytes));
-  return f;
-}
+/// raw ceilings write, byte for byte (the tests' frame builder).
+using test::Frame;
 
 inline int OpenScratchFile(const std::filesystem::path& p) {
   int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

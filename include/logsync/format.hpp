@@ -206,14 +206,14 @@ inline std::uint32_t FrameCrc(const std::byte* header, std::uint32_t payload_crc
   return Crc32c(Crc32c(payload_crc, header, 4), header + 8, 8);
 }
 
-inline std::uint32_t FrameCrc(const std::byte* header, std::span<const std::byte> payload) noexcept {
-  return FrameCrc(header, Crc32c(0, payload.data(), payload.size()));
-}
-
 /// The CRC32C of a payload: the part of its frame's CRC that needs no
 /// offset (see FrameCrc).
 inline std::uint32_t PayloadCrc(std::span<const std::byte> payload) noexcept {
   return Crc32c(0, payload.data(), payload.size());
+}
+
+inline std::uint32_t FrameCrc(const std::byte* header, std::span<const std::byte> payload) noexcept {
+  return FrameCrc(header, PayloadCrc(payload));
 }
 
 /// Fills the 16-byte header of a frame of `length` payload bytes whose
