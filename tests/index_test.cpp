@@ -16,6 +16,7 @@ IndexEntry Entry(std::uint64_t i) {
 }
 
 void Fill(Index& idx, std::uint64_t n) {
+  idx.Prepare(n);
   for (std::uint64_t i = 0; i < n; ++i) idx.Put(i, Entry(i));
   idx.SetCount(n);
 }
@@ -38,11 +39,22 @@ BOOST_AUTO_TEST_CASE(write_and_read) {
   BOOST_TEST(idx.At(2).End() == kStoreHeaderBytes + 2000 + kFrameHeaderBytes + 6);
 }
 
-BOOST_AUTO_TEST_CASE(preallocated_while_writable) {
+BOOST_AUTO_TEST_CASE(allocated_ahead_of_its_entries_while_writable) {
   TempDir dir;
-  Index idx(dir / "i", 0, 64 * kIndexEntryBytes, detail::Access::kReadWrite);
-  BOOST_TEST(std::filesystem::file_size(dir / "i") == kIndexHeaderBytes + 64 * kIndexEntryBytes);
+  const auto size = [&] { return std::filesystem::file_size(dir / "i"); };
+  constexpr std::uint64_t kStepEntries = Index::kIndexAllocateStep / kIndexEntryBytes;
+  Index idx(dir / "i", 0, 3 * kStepEntries * kIndexEntryBytes, detail::Access::kReadWrite);
   BOOST_TEST(idx.Writable());
+  BOOST_TEST(idx.Capacity() == 3 * kStepEntries);
+  BOOST_TEST(size() == kIndexHeaderBytes);  // the capacity is address space, not disk
+  idx.Prepare(5);                           // one step ahead
+  BOOST_TEST(size() == kIndexHeaderBytes + Index::kIndexAllocateStep);
+  idx.Prepare(kStepEntries);  // still inside it
+  BOOST_TEST(size() == kIndexHeaderBytes + Index::kIndexAllocateStep);
+  idx.Prepare(3 * kStepEntries);  // never past the mapping
+  BOOST_TEST(size() == kIndexHeaderBytes + 3 * kStepEntries * kIndexEntryBytes);
+  Fill(idx, 3 * kStepEntries);
+  BOOST_TEST(Same(idx.At(3 * kStepEntries - 1), Entry(3 * kStepEntries - 1)));
 }
 
 BOOST_AUTO_TEST_CASE(capacity_rounds_down_to_whole_entries) {
@@ -87,6 +99,7 @@ BOOST_AUTO_TEST_CASE(count_bounds_what_is_published) {
   TempDir dir;
   Index idx(dir / "i", 0, 8 * kIndexEntryBytes, detail::Access::kReadWrite);
   Fill(idx, 3);
+  idx.Prepare(4);
   idx.Put(3, Entry(3));  // written, not yet published
   BOOST_TEST(idx.Count() == 3U);
   idx.SetCount(4);

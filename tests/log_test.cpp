@@ -483,7 +483,8 @@ BOOST_AUTO_TEST_CASE(close_trims_the_index) {
   Log<> log(dir.path());
   const auto index = dir / "00000000000000000000.index";
   for (int i = 0; i < 5; ++i) log.Append(Rec("v"));
-  BOOST_TEST(std::filesystem::file_size(index) == logsync::kIndexHeaderBytes + logsync::kDefaultMaxIndexBytes);  // preallocated
+  // allocated ahead of its entries, one step
+  BOOST_TEST(std::filesystem::file_size(index) == logsync::kIndexHeaderBytes + logsync::Index::kIndexAllocateStep);
   log.Close();
   BOOST_TEST(std::filesystem::file_size(index) == logsync::kIndexHeaderBytes + 5 * logsync::kIndexEntryBytes);
 }
@@ -529,7 +530,7 @@ BOOST_AUTO_TEST_CASE(defaults_are_filled_in) {
   Log<> log(dir.path());
   const Config& c = log.GetConfig();
   BOOST_TEST(c.segment.max_store_bytes == logsync::kDefaultMaxStoreBytes);
-  BOOST_TEST(c.segment.max_index_bytes == logsync::kDefaultMaxIndexBytes);
+  BOOST_TEST(c.segment.max_index_bytes == logsync::DefaultMaxIndexBytes(logsync::kDefaultMaxStoreBytes));
   BOOST_TEST(c.max_record_bytes == logsync::kDefaultMaxRecordBytes);
   BOOST_TEST(c.sync.every_n == logsync::kDefaultEveryN);
   BOOST_TEST(c.sync.interval.count() == logsync::kDefaultInterval.count());
@@ -595,7 +596,7 @@ BOOST_AUTO_TEST_CASE(corrupt_record_is_reported_and_others_stay_readable) {
   // same: the frame was synced (the checkpoint vouches for it), so it is
   // reported, never cut off with the good records after it.
   std::filesystem::resize_file(dir / "00000000000000000000.index",
-                               logsync::kIndexHeaderBytes + logsync::kDefaultMaxIndexBytes);
+                               logsync::kIndexHeaderBytes + logsync::Index::kIndexAllocateStep);
   Log<> log(dir.path(), Small(4096));
   BOOST_TEST(log.NextOffset() == 10U);
   BOOST_CHECK_THROW(log.Read(4), logsync::CorruptionError);

@@ -18,7 +18,11 @@ struct Config {
     std::uint64_t max_store_bytes = 0;
     /// Bytes of index entries per segment (kIndexEntryBytes per record; the
     /// file adds a kIndexHeaderBytes header); bounds the records per
-    /// segment. Default 16 MiB (1,048,576 records).
+    /// segment. Default: enough that the index never fills before the store
+    /// for records of kDefaultIndexRecordBytes (64) bytes or more, and at
+    /// least 16 MiB (DefaultMaxIndexBytes; 214,748,368 bytes, 13,421,773
+    /// records, for 1 GiB stores). The file is allocated as entries
+    /// arrive, a step ahead, not all at once.
     std::uint64_t max_index_bytes = 0;
     /// Offset of the first record of a new, empty log. Ignored when the
     /// directory already holds segments. Default 0.
@@ -38,7 +42,17 @@ struct Config {
 };
 
 inline constexpr std::uint64_t kDefaultMaxStoreBytes = 1ULL << 30;
-inline constexpr std::uint64_t kDefaultMaxIndexBytes = 16ULL << 20;
+/// The smallest encoded record for which the default index holds as many
+/// records as the store (see Config::segment.max_index_bytes).
+inline constexpr std::uint64_t kDefaultIndexRecordBytes = 64;
+/// The default Config::segment.max_index_bytes for stores of `max_store_bytes`.
+constexpr std::uint64_t DefaultMaxIndexBytes(std::uint64_t max_store_bytes) noexcept {
+  const std::uint64_t room = max_store_bytes > kStoreHeaderBytes ? max_store_bytes - kStoreHeaderBytes : 0;
+  const std::uint64_t frame = kFrameHeaderBytes + kDefaultIndexRecordBytes;
+  // At least 16 MiB (1,048,576 records): small stores of small records
+  // keep rolling by their bytes. The file costs only its entries.
+  return std::clamp<std::uint64_t>((room + frame - 1) / frame, 1ULL << 20, 1ULL << 32) * kIndexEntryBytes;
+}
 inline constexpr std::uint64_t kDefaultMaxRecordBytes = 64ULL << 20;
 inline constexpr std::uint64_t kDefaultEveryN = 1000;
 inline constexpr std::chrono::milliseconds kDefaultInterval{100};
@@ -55,7 +69,7 @@ namespace detail {
 inline Config Resolve(Config c) {
   auto& s = c.segment;
   if (s.max_store_bytes == 0) s.max_store_bytes = kDefaultMaxStoreBytes;
-  if (s.max_index_bytes == 0) s.max_index_bytes = kDefaultMaxIndexBytes;
+  if (s.max_index_bytes == 0) s.max_index_bytes = DefaultMaxIndexBytes(s.max_store_bytes);
   const std::uint64_t min_store = kStoreHeaderBytes + kFrameHeaderBytes + 1;
   if (s.max_store_bytes < min_store)
     InvalidConfig("segment.max_store_bytes", std::to_string(s.max_store_bytes) + " is below the minimum of " +

@@ -3,11 +3,12 @@
 /// (its layout and checkpoint: format.hpp).
 ///
 /// Entry i describes the record at offset base + i, so a lookup is one
-/// multiplication. The file is memory-mapped, allocated (posix_fallocate,
-/// so a full disk is an IoError when the index is created or grown, never a
-/// fault on the mapping) to hold Config::segment.max_index_bytes of entries
-/// while the segment is writable and trimmed to its entries when the
-/// segment is sealed or closed. The index is derived data: the store is the
+/// multiplication. While the segment is writable the file is mapped as
+/// large as Config::segment.max_index_bytes of entries (address space) and
+/// allocated (posix_fallocate) ahead of its entries in steps of
+/// kIndexAllocateStep, before any entry is written there, so a full disk is
+/// an IoError from Prepare and never a fault on the mapping; it is trimmed
+/// to its entries when the segment is sealed or closed. The index is derived data: the store is the
 /// source of truth, and the segment checks the index against it on open
 /// (see segment.hpp).
 
@@ -89,6 +90,28 @@ class Index {
   /// Published entries.
   std::uint64_t Count() const noexcept { return count_.load(std::memory_order_acquire); }
 
+  /// The file is allocated ahead of its entries in steps of this many bytes.
+  static constexpr std::uint64_t kIndexAllocateStep = 1 << 20;
+
+  /// Allocates the file to hold at least n entries (n <= Capacity()), and up
+  /// to kIndexAllocateStep more, so that entries below n can be written
+  /// through the mapping (writer only). Throws IoError when the disk has no
+  /// room even for n: nothing is written then. Where the room ahead is not
+  /// there (a nearly full disk), just through n.
+  void Prepare(std::uint64_t n) {
+    const std::uint64_t end = detail::IndexEntryPosition(n);
+    if (end <= allocated_bytes_) return;
+    const std::uint64_t target = std::min(mapped_bytes_, std::max(end, allocated_bytes_ + kIndexAllocateStep));
+    try {
+      file_.Allocate(allocated_bytes_, target - allocated_bytes_);
+      allocated_bytes_ = target;
+    } catch (const IoError&) {
+      if (target == end) throw;
+      file_.Allocate(allocated_bytes_, end - allocated_bytes_);
+      allocated_bytes_ = end;
+    }
+  }
+
   /// Starts loading entry i (< Capacity()) into the cache.
   void Prefetch(std::uint64_t i) const noexcept {
     __builtin_prefetch(base_ + detail::IndexEntryPosition(i));
@@ -106,12 +129,15 @@ class Index {
   /// Makes entries below n visible to readers.
   void SetCount(std::uint64_t n) noexcept { count_.store(n, std::memory_order_release); }
 
-  /// Grows the file and mapping to hold at least n entries. Only while no
-  /// reader can hold a pointer into the mapping (recovery on open).
+  /// Grows the mapping (if needed) and the file to hold at least n entries.
+  /// Only while no reader can hold a pointer into the mapping (recovery on
+  /// open).
   void Reserve(std::uint64_t n) {
-    if (n <= Capacity()) return;
-    region_.reset();
-    Map(kIndexHeaderBytes + std::max(n, 2 * Capacity()) * kIndexEntryBytes);
+    if (n > Capacity()) {
+      region_.reset();
+      Map(kIndexHeaderBytes + std::max(n, 2 * Capacity()) * kIndexEntryBytes);
+    }
+    Prepare(n);
   }
 
   /// Records in the mapping's header that the store's first `store_bytes`,
@@ -145,6 +171,7 @@ class Index {
     if (!writable_) return;
     Sync();
     file_.Resize(detail::IndexEntryPosition(Count()));
+    allocated_bytes_ = detail::IndexEntryPosition(Count());
     file_.FullSync();
     writable_.store(false, std::memory_order_release);
     file_.Close();
@@ -179,10 +206,14 @@ class Index {
 
   void Map(std::uint64_t bytes) {
     if (bytes > kIndexHeaderBytes) bytes -= (bytes - kIndexHeaderBytes) % kIndexEntryBytes;
-    // Allocated, not only sized: a write through the mapping into a hole
-    // that the filesystem has no space for is a SIGBUS, not an error. Holes
-    // an earlier, sparse file left below its size are filled too.
-    if (writable_) file_.Allocate(0, bytes);
+    // The header and what the file already holds are allocated, not only
+    // sized: a write through the mapping into a hole that the filesystem has
+    // no space for is a SIGBUS, not an error. Holes an earlier, sparse file
+    // left below its size are filled too. Entries beyond: Prepare.
+    if (writable_) {
+      allocated_bytes_ = std::min(bytes, std::max(file_.Size(), kIndexHeaderBytes));
+      file_.Allocate(0, allocated_bytes_);
+    }
     mapped_bytes_ = bytes;
     base_ = nullptr;
     if (bytes == 0) return;
@@ -201,6 +232,7 @@ class Index {
   IndexCheckpoint checkpoint_{0, 0};  // the newest written (guarded by checkpoint_mu_)
   std::uint64_t file_bytes_ = 0;
   std::uint64_t mapped_bytes_ = 0;
+  std::uint64_t allocated_bytes_ = 0;  // of the file, while writable: what entries may be written below
   std::unique_ptr<detail::Mapping> region_;
   std::byte* base_ = nullptr;
   std::atomic<std::uint64_t> count_{0};

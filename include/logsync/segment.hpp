@@ -128,6 +128,7 @@ class Segment {
       detail::WriteFrameHeader(frames.data() + at, base_ + n + k, lengths[k], payload_crcs[k]);
       at += kFrameHeaderBytes + lengths[k];
     }
+    index_->Prepare(n + lengths.size());  // a full disk fails here, before anything is written
     std::uint64_t pos = store_->Append(frames);
     for (std::uint32_t len : lengths) {
       index_->Put(n, IndexEntry{static_cast<std::uint32_t>(n), len, pos});
