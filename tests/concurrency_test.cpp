@@ -41,7 +41,7 @@ void AppendersAndReaders() {
   TempDir dir;
   Log<Record, logsync::DefaultCodec<Record>, S> log(dir.path(), SmallSegments());
   constexpr int kWriters = 4, kPerWriter = 400, kReaders = 3;
-  std::atomic<int> writers_done{0};
+  std::atomic<int> writers_done{0}, readers_reading{0};
   std::atomic<std::uint64_t> bad_reads{0}, reads{0};
   std::vector<std::vector<std::uint64_t>> offsets(kWriters);
 
@@ -49,6 +49,10 @@ void AppendersAndReaders() {
   for (int w = 0; w < kWriters; ++w)
     threads.emplace_back([&, w] {
       for (int s = 0; s < kPerWriter; ++s) {
+        // Half way, until every reader has read: reads and appends overlap
+        // however fast the appends are.
+        if (s == kPerWriter / 2)
+          while (readers_reading.load() < kReaders) std::this_thread::yield();
         if (s % 50 == 49) {
           std::vector<Record> batch{{0, Value(w, s)}};
           offsets[w].push_back(log.AppendBatch(batch));
@@ -60,7 +64,7 @@ void AppendersAndReaders() {
     });
   for (int r = 0; r < kReaders; ++r)
     threads.emplace_back([&, r] {
-      std::uint64_t seen = 0;
+      std::uint64_t seen = 0, seen_here = 0;
       while (writers_done.load() < kWriters) {
         const std::uint64_t high = log.NextOffset();
         if (high == 0) {
@@ -70,6 +74,7 @@ void AppendersAndReaders() {
         // Every offset below NextOffset() reads back whole.
         const std::uint64_t o = (r == 0) ? high - 1 : (seen * 7919 + r) % high;
         Record rec = log.Read(o);
+        if (++seen_here == 1) ++readers_reading;
         ++reads;
         if (rec.offset != o || !WellFormed(rec.value)) ++bad_reads;
         seen = std::max(seen, o + 1);

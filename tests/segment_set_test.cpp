@@ -424,6 +424,7 @@ BOOST_AUTO_TEST_CASE(a_batch_that_fits_only_an_empty_segment_goes_whole_into_a_n
     set.Open();
     for (std::uint64_t o = 0; o < 7; ++o) PutValues(set, o, 1);
     BOOST_TEST(PutValues(set, 7, 6) == 7U);
+    set.FinishSeals();
     const auto held = set.Hold();
     const Bases bases{0, 7}, counts{7, 6};
     BOOST_TEST(BasesOf(held.segments) == bases);
@@ -455,6 +456,7 @@ BOOST_AUTO_TEST_CASE(a_batch_larger_than_a_segment_is_split) {
   BOOST_TEST(PutValues(set, 0, 3) == 0U);
   BOOST_TEST(PutValues(set, 3, 25) == 3U);
   BOOST_TEST(set.NextOffset() == 28U);
+  set.FinishSeals();
   const auto held = set.Hold();
   // The active segment is filled first, then each new one.
   const Bases bases{0, 10, 20}, counts{10, 10, 8};
@@ -477,6 +479,7 @@ BOOST_AUTO_TEST_CASE(roll_publishes_a_new_segment_that_readers_find) {
   BOOST_TEST(next.Empty());
   BOOST_TEST(set.Size() == 2U);
   BOOST_TEST(set.Active().get() == &next);
+  set.FinishSeals();  // the roll left the seal to the sealer
   BOOST_TEST(set.Hold().segments.front()->Sealed());  // synced and trimmed
   BOOST_TEST(std::filesystem::is_regular_file(StoreOf(dir, 5)));
   BOOST_TEST(PutValues(set, 5, 2) == 5U);

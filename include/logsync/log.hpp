@@ -88,9 +88,12 @@ class Log {
         segments_(dir_, config_),
         commit_(dir_.string(), [this] {
           // The target first: every offset below it is in the active
-          // segment or in one sealed (synced) before it.
+          // segment read next or in one rolled before it, whose seal
+          // (sync) FinishSeals waits for.
           const std::uint64_t upto = segments_.NextOffset();
-          segments_.Active()->SyncStore();
+          const auto active = segments_.Active();
+          segments_.FinishSeals();
+          active->SyncStore();
           return upto;
         }) {
     Open();
@@ -255,13 +258,16 @@ class Log {
   /// the log with every record whose Append returned before the call. `dir` is
   /// then a log directory a Log opens. Returns the snapshot's NextOffset().
   std::uint64_t Snapshot(const std::filesystem::path& dir) const {
+    segments_.FinishSeals();  // rolled segments sealed: linked, not copied
     const auto held = segments_.Hold();
     std::vector<detail::SnapshotPart> parts;
     std::uint64_t next = 0;
     for (std::size_t i = 0; i < held.segments.size(); ++i) {
       const auto& seg = held.segments[i];
       const std::uint64_t n = seg->Count();  // read once: a consistent end
-      parts.push_back({seg, seg->CommittedBytes(n), i + 1 < held.segments.size()});
+      // Linked only once sealed (synced, never to change); a rolled
+      // segment whose seal is under way is copied, as the active one is.
+      parts.push_back({seg, seg->CommittedBytes(n), i + 1 < held.segments.size() && seg->Sealed()});
       next = seg->BaseOffset() + n;
     }
     detail::WriteSnapshot(dir, parts);
@@ -297,6 +303,7 @@ class Log {
       Shutdown([] {});
     }
     WakeTailers();
+    segments_.ThrowIfSealFailed();  // a background seal that failed unseen
   }
 
   /// Closes the log and deletes its segment files and LOCK file; the
@@ -459,11 +466,12 @@ class Log {
     commit_.StopSyncer();  // the syncer never takes append_mu_
     if (closed_.exchange(true)) return;
     commit_.EndGeneration();  // appenders waiting for a sync of this generation give up
-    SegmentSet::Segments segs = segments_.Close();  // readers are done with them on return
+    bool rolled_sealed = false;
+    SegmentSet::Segments segs = segments_.Close(&rolled_sealed);  // readers are done with them on return
     try {
-      // Not after a failed sync, nor while one is in flight: the next open
-      // recovers the unsealed segment instead.
-      if (commit_.MaySeal() && !segs.empty()) segs.back()->Seal();
+      // Not after a failed sync or seal, nor while a sync is in flight: the
+      // next open recovers the unsealed segments instead.
+      if (rolled_sealed && commit_.MaySeal() && !segs.empty()) segs.back()->Seal();
       segs.clear();
       then();
     } catch (...) {

@@ -54,8 +54,13 @@ class Segment {
     return dir / (detail::SegmentStem(base) + std::string(detail::kIndexExtension));
   }
 
-  /// Creates a new, empty, active segment (and syncs the directory entry).
-  static std::shared_ptr<Segment> Create(const std::filesystem::path& dir, std::uint64_t base, const Config& c) {
+  /// Whether Create syncs the directory, or leaves that to its caller (a
+  /// roll: the sealer syncs it after sealing the segment before).
+  enum class DirSync { kNow, kDeferred };
+
+  /// Creates a new, empty, active segment.
+  static std::shared_ptr<Segment> Create(const std::filesystem::path& dir, std::uint64_t base, const Config& c,
+                                         DirSync dir_sync = DirSync::kNow) {
     detail::RemoveFile(IndexPath(dir, base));  // a leftover of a crash before its store existed
     auto s = std::shared_ptr<Segment>(new Segment(dir, base, c));
     try {
@@ -63,7 +68,7 @@ class Segment {
       s->index_ = std::make_unique<Index>(IndexPath(dir, base), base, c.segment.max_index_bytes,
                                           detail::Access::kReadWrite);
       s->MapStore(Role::kActive);
-      detail::SyncDirectory(dir);
+      if (dir_sync == DirSync::kNow) detail::SyncDirectory(dir);
     } catch (...) {
       // Leave nothing half-made behind (a later roll creates the same names).
       if (s->store_) {
@@ -86,6 +91,44 @@ class Segment {
       s->OpenSealed();
     s->MapStore(role);
     return s;
+  }
+
+  /// Whether the files of the segment at `base` are as a finished Seal
+  /// leaves them: an index with this segment's header and a checkpoint
+  /// vouching for all of its whole entries, the last of which ends where
+  /// the checkpoint and the store end (or an empty store: nothing to
+  /// recover). Reads the index header, its last entry and two sizes.
+  static bool SealedOnDisk(const std::filesystem::path& dir, std::uint64_t base) {
+    const auto store_size = std::filesystem::file_size(StorePath(dir, base));
+    if (store_size <= kStoreHeaderBytes) return true;
+    std::error_code ec;
+    if (!std::filesystem::exists(IndexPath(dir, base), ec)) return false;
+    detail::File index(IndexPath(dir, base), O_RDONLY);
+    const std::uint64_t size = index.Size();
+    std::array<std::byte, kIndexHeaderBytes> h{};
+    if (size < kIndexHeaderBytes || index.ReadAt(h, 0) != h.size() || !detail::IndexHeaderMatches(h.data(), base))
+      return false;
+    const auto cp = detail::ReadIndexCheckpoint(h.data());
+    const std::uint64_t entries = (size - kIndexHeaderBytes) / kIndexEntryBytes;
+    if (!cp || (size - kIndexHeaderBytes) % kIndexEntryBytes != 0 || entries == 0 || cp->records != entries ||
+        cp->store_bytes != store_size)
+      return false;
+    std::array<std::byte, kIndexEntryBytes> last{};
+    if (index.ReadAt(last, detail::IndexEntryPosition(entries - 1)) != last.size()) return false;
+    const IndexEntry e = detail::ReadIndexEntry(last.data());
+    return e.relative == entries - 1 && e.End() == store_size;
+  }
+
+  /// Whether the index of the segment at `base` holds a checkpoint that
+  /// vouches for at least one record: a sync of the segment finished.
+  static bool SyncedOnDisk(const std::filesystem::path& dir, std::uint64_t base) {
+    std::error_code ec;
+    if (!std::filesystem::exists(IndexPath(dir, base), ec)) return false;
+    detail::File index(IndexPath(dir, base), O_RDONLY);
+    std::array<std::byte, kIndexHeaderBytes> h{};
+    if (index.ReadAt(h, 0) != h.size() || !detail::IndexHeaderMatches(h.data(), base)) return false;
+    const auto cp = detail::ReadIndexCheckpoint(h.data());
+    return cp && cp->records > 0;
   }
 
   std::uint64_t BaseOffset() const noexcept { return base_; }

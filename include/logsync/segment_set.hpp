@@ -13,6 +13,11 @@
 /// a copy of the list, which keeps each segment's files mapped until the
 /// last holder lets go.
 ///
+/// A roll starts the new segment and hands the full one to a sealer
+/// (detail/sealer.hpp), which syncs and trims it in the background; every
+/// sync of the log first waits for it (FinishSeals). After a crash, Open
+/// recovers the segments whose seals were cut short (see Open).
+///
 /// One writer at a time (the log's append lock): Open, Close, Append,
 /// Roll, CountThrough, RemovePrefix; all but Open need an open set (the
 /// caller checks). Readers run alongside, any number. A closed set (before
@@ -21,6 +26,7 @@
 #include <logsync/config.hpp>
 #include <logsync/detail/file.hpp>
 #include <logsync/detail/reader_registry.hpp>
+#include <logsync/detail/sealer.hpp>
 #include <logsync/error.hpp>
 #include <logsync/format.hpp>
 #include <logsync/segment.hpp>
@@ -63,7 +69,8 @@ class SegmentSet {
   };
 
   /// A closed set for the log in `dir`; `config` is resolved.
-  SegmentSet(std::filesystem::path dir, const Config& config) : dir_(std::move(dir)), config_(config) {}
+  SegmentSet(std::filesystem::path dir, const Config& config)
+      : dir_(std::move(dir)), config_(config), sealer_(dir_) {}
   SegmentSet(const SegmentSet&) = delete;
   SegmentSet& operator=(const SegmentSet&) = delete;
 
@@ -124,20 +131,55 @@ class SegmentSet {
   /// first one at Config::segment.initial_offset, and publishes them. The
   /// set must be closed. Throws CorruptionError when segments do not follow
   /// on from each other.
+  ///
+  /// Seals finish in roll order and no sync finishes while a seal before it
+  /// is pending (detail/sealer.hpp). So when a segment before the newest is
+  /// not sealed on disk and no segment after it ever finished a sync, a
+  /// crash cut its seal short: it and the ones after it are recovered as
+  /// the active segment is (torn tails cut). If one then ends before the
+  /// next begins, the segments after it go (newest first, so that a crash
+  /// part way leads the next open to the same decision): they hold nothing
+  /// a sync covered, and a crash loses only a suffix. Otherwise each is
+  /// sealed. A segment that is not sealed while a later one synced is
+  /// damage, handled as before (rebuilt, or reported, never cut).
   void Open() {
+    sealer_.Restart();
     const auto [stores, indexes] = ListFiles(dir_);
     // An index whose store is gone is what an interrupted removal leaves.
     for (std::uint64_t b : indexes)
       if (!std::binary_search(stores.begin(), stores.end(), b)) detail::RemoveFile(Segment::IndexPath(dir_, b));
 
+    std::size_t recover_from = stores.empty() ? 0 : stores.size() - 1;
+    for (std::size_t i = 0; i + 1 < stores.size(); ++i) {
+      if (Segment::SealedOnDisk(dir_, stores[i])) continue;
+      const bool synced_after = std::any_of(stores.begin() + static_cast<std::ptrdiff_t>(i) + 1, stores.end(),
+                                            [&](std::uint64_t b) { return Segment::SyncedOnDisk(dir_, b); });
+      if (!synced_after) {
+        recover_from = i;
+        break;
+      }
+    }
     Segments segs;
-    for (std::size_t i = 0; i < stores.size(); ++i) {
-      const auto role = i + 1 == stores.size() ? Segment::Role::kActive : Segment::Role::kSealed;
+    std::size_t end = stores.size();
+    for (std::size_t i = 0; i < end; ++i) {
+      const auto role = i >= recover_from ? Segment::Role::kActive : Segment::Role::kSealed;
       auto seg = Segment::Open(dir_, stores[i], config_, role);
       if (!segs.empty() && seg->BaseOffset() != segs.back()->NextOffset())
         throw CorruptionError(seg->StoreFile(), 0,
                               "segment starts at offset " + std::to_string(seg->BaseOffset()) +
                                   " but the one before it ends at " + std::to_string(segs.back()->NextOffset()));
+      if (role == Segment::Role::kActive && i + 1 < end) {
+        if (seg->NextOffset() == stores[i + 1]) {
+          seg->Seal();
+        } else {
+          for (std::size_t j = end - 1; j > i; --j) {
+            detail::RemoveFile(Segment::StorePath(dir_, stores[j]));
+            detail::RemoveFile(Segment::IndexPath(dir_, stores[j]));
+          }
+          detail::SyncDirectory(dir_);
+          end = i + 1;
+        }
+      }
       segs.push_back(std::move(seg));
     }
     if (segs.empty()) segs.push_back(Segment::Create(dir_, config_.segment.initial_offset, config_));
@@ -148,15 +190,28 @@ class SegmentSet {
     Publish();
   }
 
-  /// Closes the set: takes its segments out and returns them (the active
-  /// one last). When it returns, no lock-free reader uses any of them.
-  Segments Close() {
+  /// Closes the set: waits for the seals under way, takes its segments out
+  /// and returns them (the active one last). When it returns, no lock-free
+  /// reader uses any of them. `sealed`: whether every rolled segment was
+  /// sealed (false after a failed seal: the active one must not be sealed
+  /// then, see Open).
+  Segments Close(bool* sealed = nullptr) {
+    const bool ok = sealer_.Stop();
+    if (sealed) *sealed = ok;
     Segments segs;
     std::unique_lock w(mu_);
     segs.swap(segments_);
     Publish();
     return segs;
   }
+
+  /// Waits until every segment rolled so far is sealed (and the directory
+  /// synced): what must hold before a sync of the active segment counts.
+  /// Throws SyncError if a seal failed. Any thread.
+  void FinishSeals() const { sealer_.Finish(); }
+
+  /// Throws SyncError if a background seal failed.
+  void ThrowIfSealFailed() const { sealer_.ThrowIfFailed(); }
 
   // ---- readers (any thread) -----------------------------------------------
 
@@ -232,6 +287,7 @@ class SegmentSet {
   /// a SyncError comes from sealing or creating a segment in a roll.
   std::uint64_t Append(std::span<std::byte> frames, std::span<const std::uint32_t> lengths,
                        std::span<const std::uint32_t> payload_crcs) {
+    sealer_.ThrowIfFailed();
     const std::uint64_t first = next_offset_.load(std::memory_order_relaxed);
     const std::size_t n = lengths.size();
     Segment* seg = segments_.back().get();
@@ -263,13 +319,19 @@ class SegmentSet {
     return first;
   }
 
-  /// Seals the active segment and starts a new one at its next offset. The
-  /// sealed segment is synced first, so a crash can only ever lose a suffix
-  /// of the newest segment. Throws SyncError if either step's sync fails.
+  /// Starts a new segment at the active one's next offset and hands the
+  /// full one to the sealer (see the file comment). Throws IoError if the
+  /// new segment cannot be made (nothing changes then), SyncError if a
+  /// seal failed before.
   Segment& Roll() {
     SegmentPtr old = segments_.back();
-    old->Seal();
-    SegmentPtr next = Segment::Create(dir_, old->NextOffset(), config_);
+    SegmentPtr next = Segment::Create(dir_, old->NextOffset(), config_, Segment::DirSync::kDeferred);
+    try {
+      sealer_.Submit(old);  // before `next` is visible: a sync that sees it waits for this seal
+    } catch (...) {
+      next->RemoveFiles();  // no thread to seal with: no roll
+      throw;
+    }
     std::unique_lock w(mu_);
     segments_.push_back(next);
     Publish();
@@ -397,6 +459,7 @@ class SegmentSet {
 
   const std::filesystem::path dir_;
   const Config config_;
+  mutable detail::Sealer sealer_;  // seals rolled segments; stopped by Close (Finish is a wait, not a change)
 
   mutable std::shared_mutex mu_;  // guards segments_; the writer changes it only under it, exclusively
   Segments segments_;

@@ -31,6 +31,10 @@
 //
 // Each image also records what the workload had been told at that moment
 // (see Image::acked), so a test can replay every image and check recovery.
+//
+// Calls may come from several threads (a log seals rolled segments in the
+// background): each hooked call, with its crash point, runs under one lock,
+// so the model sees them in some order, as a disk would.
 
 #include <logsync/detail/file.hpp>
 
@@ -42,6 +46,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <random>
 #include <set>
 #include <sstream>
@@ -75,28 +80,39 @@ class PowerLoss {
       }
     auto& s = detail::Sys();
     s.open = [](const char* p, int f, mode_t m) {
+      std::lock_guard lock(Current()->mu_);
       const int fd = Current()->saved_.open(p, f, m);
       if (fd >= 0) Current()->fds_[fd] = std::filesystem::absolute(p);
       return fd;
     };
     s.pwrite = [](int fd, const void* b, size_t n, off_t o) -> ssize_t {
+      std::lock_guard lock(Current()->mu_);
       auto* h = Current();
       if (auto name = h->Name(fd)) h->CrashPoint("write " + *name, &*name, b, n, o);
       return h->saved_.pwrite(fd, b, n, o);
     };
     s.fallocate = [](int fd, off_t o, off_t n) -> int {
+      std::lock_guard lock(Current()->mu_);
       auto* h = Current();
       if (auto name = h->Name(fd)) h->CrashPoint("allocate " + *name);
       return h->saved_.fallocate(fd, o, n);
     };
     s.ftruncate = [](int fd, off_t len) -> int {
+      std::lock_guard lock(Current()->mu_);
       auto* h = Current();
       if (auto name = h->Name(fd)) h->CrashPoint("truncate " + *name);
       return h->saved_.ftruncate(fd, len);
     };
-    s.fdatasync = [](int fd) -> int { return Current()->Sync(fd, "fdatasync", Current()->saved_.fdatasync); };
-    s.fsync = [](int fd) -> int { return Current()->Sync(fd, "fsync", Current()->saved_.fsync); };
+    s.fdatasync = [](int fd) -> int {
+      std::lock_guard lock(Current()->mu_);
+      return Current()->Sync(fd, "fdatasync", Current()->saved_.fdatasync);
+    };
+    s.fsync = [](int fd) -> int {
+      std::lock_guard lock(Current()->mu_);
+      return Current()->Sync(fd, "fsync", Current()->saved_.fsync);
+    };
     s.msync = [](void* a, size_t n, int f) -> int {
+      std::lock_guard lock(Current()->mu_);
       auto* h = Current();
       const auto where = h->MappedFile(a);
       if (where) h->CrashPoint("msync " + where->first);
@@ -111,6 +127,7 @@ class PowerLoss {
       return rc;
     };
     s.unlink = [](const char* p) -> int {
+      std::lock_guard lock(Current()->mu_);
       auto* h = Current();
       const auto abs = std::filesystem::absolute(p);
       if (abs.parent_path() == h->dir_) h->CrashPoint("unlink " + abs.filename().string());
@@ -127,16 +144,26 @@ class PowerLoss {
   /// What the workload has been told so far: every record below `acked` was
   /// acknowledged as durable; `appended` records were handed to the log.
   void SetProgress(std::uint64_t acked, std::uint64_t appended) {
+    std::lock_guard lock(mu_);
     acked_ = acked;
     appended_ = appended;
   }
 
   /// A crash point of the workload's choosing (records copied into a
   /// mapping make no call the model sees).
-  void CrashHere(const std::string& what) { CrashPoint(what); }
+  void CrashHere(const std::string& what) {
+    std::lock_guard lock(mu_);
+    CrashPoint(what);
+  }
 
-  const std::vector<Image>& Images() const { return images_; }
-  std::uint64_t Calls() const { return calls_; }
+  std::vector<Image> Images() const {
+    std::lock_guard lock(mu_);
+    return images_;
+  }
+  std::uint64_t Calls() const {
+    std::lock_guard lock(mu_);
+    return calls_;
+  }
 
   /// Writes an image's files into `to` (which must exist and be empty).
   static void Materialize(const Image& img, const std::filesystem::path& to) {
@@ -243,6 +270,7 @@ class PowerLoss {
     images_.push_back(std::move(shuffled));
   }
 
+  mutable std::recursive_mutex mu_;  // the model's state and each hooked call
   std::filesystem::path dir_;
   detail::SysCalls saved_;
   std::mt19937 rng_;
