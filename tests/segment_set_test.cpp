@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <span>
 #include <string>
 #include <sys/stat.h>
@@ -714,4 +715,102 @@ BOOST_AUTO_TEST_CASE(remove_files_deletes_every_segment_file_and_leaves_other_fi
   expected.push_back("sub.store");
   std::sort(expected.begin(), expected.end());
   BOOST_TEST(left == expected);
+}
+
+// ---- seals a crash cut short ------------------------------------------------
+
+namespace {
+
+std::string Slurp(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+void Spit(const std::filesystem::path& p, const std::string& bytes) {
+  std::ofstream(p, std::ios::binary | std::ios::trunc).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// Sets the checkpoint in the header of an index file.
+void SetCheckpoint(const std::filesystem::path& index, std::uint64_t records, std::uint64_t store_bytes) {
+  std::string x = Slurp(index);
+  logsync::detail::WriteIndexCheckpoint(reinterpret_cast<std::byte*>(x.data()), {store_bytes, records});
+  Spit(index, x);
+}
+
+// A log of two segments (0-4, 5-7) whose first segment looks as a crash
+// during its seal leaves it: store and index allocated ahead (zeros after
+// their last record and entry), its checkpoint older than its records, and
+// the second segment never synced. `torn`: the last frame of the first
+// segment is cut half way too.
+void InterruptedSeal(const TempDir& dir, bool torn) {
+  {
+    SegmentSet set(dir.path(), PerSegment(5));
+    set.Open();
+    PutValues(set, 0, 8);
+    set.Close();
+  }
+  std::string store = Slurp(StoreOf(dir, 0));
+  const std::size_t last_frame = logsync::kFrameHeaderBytes + Value(4).size();
+  if (torn) store.resize(store.size() - last_frame / 2);
+  store.append(4096, '\0');
+  Spit(StoreOf(dir, 0), store);
+  std::string index = Slurp(IndexOf(dir, 0));
+  index.append(64 * logsync::kIndexEntryBytes, '\0');
+  Spit(IndexOf(dir, 0), index);
+  SetCheckpoint(IndexOf(dir, 0), 0, logsync::kStoreHeaderBytes);
+  SetCheckpoint(IndexOf(dir, 5), 0, logsync::kStoreHeaderBytes);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(an_interrupted_seal_of_a_whole_segment_is_finished_at_open) {
+  TempDir dir;
+  InterruptedSeal(dir, false);
+  BOOST_REQUIRE(!logsync::Segment::SealedOnDisk(dir.path(), 0));
+  SegmentSet set(dir.path(), PerSegment(5));
+  set.Open();
+  BOOST_TEST(set.NextOffset() == 8U);
+  BOOST_TEST(set.Size() == 2U);
+  BOOST_TEST(HoldsValues(set, 0, 8));
+  BOOST_TEST(set.Hold().segments.front()->Sealed());
+  BOOST_TEST(logsync::Segment::SealedOnDisk(dir.path(), 0));  // trimmed and vouched for now
+  BOOST_TEST(PutValues(set, 8, 1) == 8U);
+}
+
+BOOST_AUTO_TEST_CASE(an_interrupted_seal_of_a_torn_segment_drops_the_unsynced_segments_after_it) {
+  TempDir dir;
+  InterruptedSeal(dir, true);
+  {
+    SegmentSet set(dir.path(), PerSegment(5));
+    set.Open();
+    // A suffix is lost: record 4 (torn) and the segment after it, which no
+    // sync covered. Nothing before it.
+    BOOST_TEST(set.NextOffset() == 4U);
+    BOOST_TEST(set.Size() == 1U);
+    BOOST_TEST(HoldsValues(set, 0, 4));
+    BOOST_TEST(!std::filesystem::exists(StoreOf(dir, 5)));
+    BOOST_TEST(!std::filesystem::exists(IndexOf(dir, 5)));
+    BOOST_TEST(PutValues(set, 4, 3) == 4U);  // the log goes on where it ends
+    BOOST_TEST(HoldsValues(set, 0, 7));
+    set.Close();
+  }
+  SegmentSet again(dir.path(), PerSegment(5));
+  again.Open();
+  BOOST_TEST(again.NextOffset() == 7U);
+  BOOST_TEST(HoldsValues(again, 0, 7));
+}
+
+BOOST_AUTO_TEST_CASE(a_torn_segment_before_one_that_synced_is_damage_and_nothing_is_cut) {
+  TempDir dir;
+  InterruptedSeal(dir, true);
+  SetCheckpoint(IndexOf(dir, 5), 3, Slurp(StoreOf(dir, 5)).size());  // the later segment synced
+  std::map<std::string, std::string> before;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+    before[e.path().filename().string()] = Slurp(e.path());
+  SegmentSet set(dir.path(), PerSegment(5));
+  BOOST_CHECK_THROW(set.Open(), logsync::CorruptionError);
+  std::map<std::string, std::string> after;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+    after[e.path().filename().string()] = Slurp(e.path());
+  BOOST_TEST((before == after));  // reported, not repaired
 }
