@@ -101,6 +101,7 @@ class Index {
   void Prepare(std::uint64_t n) {
     const std::uint64_t end = detail::IndexEntryPosition(n);
     if (end <= allocated_bytes_) return;
+    const std::uint64_t from = allocated_bytes_;
     const std::uint64_t target = std::min(mapped_bytes_, std::max(end, allocated_bytes_ + kIndexAllocateStep));
     try {
       file_.Allocate(allocated_bytes_, target - allocated_bytes_);
@@ -110,6 +111,7 @@ class Index {
       file_.Allocate(allocated_bytes_, end - allocated_bytes_);
       allocated_bytes_ = end;
     }
+    region_->Populate(from, allocated_bytes_ - from);  // no page fault per page of entries
   }
 
   /// Starts loading entry i (< Capacity()) into the cache.

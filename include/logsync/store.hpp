@@ -72,6 +72,12 @@ class Store {
       if (pos + frames.size() > allocated_) Allocate(pos + frames.size());
       std::memcpy(static_cast<std::byte*>(region_->Address()) + pos, frames.data(), frames.size());
       size_ += frames.size();
+      // What lies two steps behind the end leaves the resident set: the
+      // written part of a store does not stay resident while it grows.
+      if (size_ >= released_ + 3 * grow_) {
+        region_->Release(released_, grow_);
+        released_ += grow_;
+      }
       return pos;
     }
     try {
@@ -98,6 +104,7 @@ class Store {
   void Map(std::uint64_t bytes, std::uint64_t grow = 0) {
     region_.reset();
     mapped_bytes_ = 0;
+    released_ = 0;
     writable_map_ = false;
     if (bytes == 0) return;
     const bool rw = writable_ && grow > 0;
@@ -144,17 +151,20 @@ class Store {
   // past the mapping), so that most appends need no system call. Where the
   // room ahead is not there (a nearly full disk, a file size limit), just
   // through `end`: the last bytes of a disk still take records.
+  // The bytes allocated are populated in the mapping at once (see
+  // Mapping::Populate): one call instead of a page fault per page.
   void Allocate(std::uint64_t end) {
+    const std::uint64_t from = allocated_;
     const std::uint64_t target = std::min(mapped_bytes_, std::max(end, allocated_ + grow_));
     try {
       file_.Allocate(allocated_, target - allocated_);
+      allocated_ = target;
     } catch (const IoError&) {
       if (target == end) throw;
       file_.Allocate(allocated_, end - allocated_);
       allocated_ = end;
-      return;
     }
-    allocated_ = target;
+    region_->Populate(from, allocated_ - from);
   }
 
   detail::File file_;
@@ -166,6 +176,7 @@ class Store {
   std::uint64_t mapped_bytes_ = 0;
   bool writable_map_ = false;
   std::uint64_t grow_ = 0;
+  std::uint64_t released_ = 0;  // bytes below it were taken out of the resident set
 };
 
 namespace detail {
