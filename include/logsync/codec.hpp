@@ -34,6 +34,13 @@ concept Codec = requires(const C& c, const R& r, std::span<std::byte> out, std::
   { c.Decode(in) } -> std::convertible_to<R>;
 };
 
+/// A codec that can also decode into an existing record, reusing its
+/// storage (optional; Log::Read(offset, into) uses it when present):
+///
+///     void DecodeInto(std::span<const std::byte> payload, R& into) const;
+template <class C, class R>
+concept DecodesInto = requires(const C& c, std::span<const std::byte> in, R& into) { c.DecodeInto(in, into); };
+
 /// Stores a trivially copyable T as its object representation (native byte
 /// order: logs written with it are portable only between machines of the
 /// same endianness and ABI). Decode throws std::length_error on a payload of
@@ -67,6 +74,10 @@ struct DefaultCodec<Record> {
   }
   static Record Decode(std::span<const std::byte> in) {
     return Record{0, std::string(reinterpret_cast<const char*>(in.data()), in.size())};
+  }
+  /// Into `into.value`'s buffer: no allocation while its capacity suffices.
+  static void DecodeInto(std::span<const std::byte> in, Record& into) {
+    into.value.assign(reinterpret_cast<const char*>(in.data()), in.size());
   }
 };
 

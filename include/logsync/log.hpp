@@ -30,6 +30,7 @@
 #include <logsync/error.hpp>
 #include <logsync/format.hpp>
 #include <logsync/record.hpp>
+#include <logsync/scan.hpp>
 #include <logsync/segment_set.hpp>
 #include <logsync/snapshot.hpp>
 #include <logsync/sync.hpp>
@@ -70,7 +71,11 @@ class Log {
   using codec_type = C;
   using sync_type = S;
 
-  class ScanRange;
+  /// Input range over records (scan.hpp); see Scan().
+  using ScanRange = logsync::ScanRange<R, C>;
+  /// Input range over payload views (scan.hpp); see ScanPayloads().
+  using PayloadRange = logsync::PayloadRange;
+  using Payload = logsync::Payload;
   /// Byte source over every store's raw bytes (snapshot.hpp); see Reader().
   using ByteReader = logsync::ByteReader;
 
@@ -172,6 +177,21 @@ class Log {
     });
   }
 
+  /// Reads the record at `offset` into `into`, reusing its storage where
+  /// the codec can (DecodesInto, as DefaultCodec<Record>): a loop reading
+  /// into one record allocates nothing once its buffers are large enough.
+  /// Throws as Read does; after a throw `into` holds what it held or a
+  /// partly decoded record.
+  void Read(std::uint64_t offset, R& into) const {
+    View(offset, [&](std::span<const std::byte> payload) {
+      if constexpr (DecodesInto<C, R>)
+        codec_.DecodeInto(payload, into);
+      else
+        into = codec_.Decode(payload);
+      detail::SetOffset(into, offset);
+    });
+  }
+
   /// Zero-copy read: calls `fn(payload)` with the checked payload of the
   /// record at `offset`, a view into the store's mapping, and returns what
   /// `fn` returns. The view is valid only until `fn` returns: the segment
@@ -208,7 +228,18 @@ class Log {
   ScanRange Scan(std::uint64_t from) const {
     auto held = segments_.Hold();
     const std::uint64_t start = std::max(from, held.segments.front()->BaseOffset());
-    return ScanRange(this, std::move(held.segments), start, held.next_offset);
+    return ScanRange(&codec_, std::move(held.segments), start, held.next_offset);
+  }
+
+  /// Zero-copy scan: the checked payloads of the records from `from` (at
+  /// least LowestOffset()) to the last one appended before this call, in
+  /// offset order, as {offset, bytes}: views into the stores' mappings,
+  /// valid as long as the range lives (it keeps the segments it reads
+  /// alive). Throws CorruptionError at the first frame that does not hold.
+  PayloadRange ScanPayloads(std::uint64_t from) const {
+    auto held = segments_.Hold();
+    const std::uint64_t start = std::max(from, held.segments.front()->BaseOffset());
+    return PayloadRange(std::move(held.segments), start, held.next_offset);
   }
 
   /// Checks every frame and index entry of every segment (reading all of
@@ -353,63 +384,6 @@ class Log {
   const Config& GetConfig() const noexcept { return config_; }
   /// Number of segments.
   std::size_t SegmentCount() const { return segments_.Size(); }
-
-  /// Input range over records; see Scan().
-  class ScanRange {
-   public:
-    class Iterator {
-     public:
-      using value_type = R;
-      using difference_type = std::ptrdiff_t;
-      using iterator_concept = std::input_iterator_tag;
-      using iterator_category = std::input_iterator_tag;
-
-      Iterator() = default;
-      const R& operator*() const noexcept { return *current_; }
-      const R* operator->() const noexcept { return &*current_; }
-      Iterator& operator++() {
-        ++offset_;
-        Load();
-        return *this;
-      }
-      void operator++(int) { ++*this; }
-      friend bool operator==(const Iterator& it, std::default_sentinel_t) noexcept { return it.done_; }
-
-     private:
-      friend class ScanRange;
-
-      Iterator(const ScanRange* range, std::uint64_t offset) : range_(range), offset_(offset) { Load(); }
-
-      void Load() {
-        if (offset_ >= range_->end_) {
-          done_ = true;
-          return;
-        }
-        const SegmentSet::Segments& segs = range_->segments_;
-        while (offset_ >= segs[seg_]->NextOffset()) ++seg_;
-        current_.emplace(range_->log_->codec_.Decode(segs[seg_]->Payload(offset_)));
-        detail::SetOffset(*current_, offset_);
-      }
-
-      const ScanRange* range_ = nullptr;
-      std::uint64_t offset_ = 0;
-      std::size_t seg_ = 0;
-      std::optional<R> current_;  // R need not be default-constructible
-      bool done_ = false;
-    };
-
-    Iterator begin() const { return Iterator(this, from_); }
-    std::default_sentinel_t end() const noexcept { return {}; }
-
-   private:
-    friend class Log;
-    ScanRange(const Log* log, SegmentSet::Segments segments, std::uint64_t from, std::uint64_t end)
-        : log_(log), segments_(std::move(segments)), from_(from), end_(end) {}
-
-    const Log* log_;
-    SegmentSet::Segments segments_;
-    std::uint64_t from_, end_;
-  };
 
  private:
   // What Shutdown does with the directory lock, and RemoveFiles with LOCK.

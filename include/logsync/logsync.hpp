@@ -10,6 +10,7 @@
 #include <logsync/log.hpp>
 #include <logsync/record.hpp>
 #include <logsync/segment.hpp>
+#include <logsync/scan.hpp>
 #include <logsync/segment_set.hpp>
 #include <logsync/snapshot.hpp>
 #include <logsync/store.hpp>
