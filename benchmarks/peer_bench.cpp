@@ -106,10 +106,12 @@ constexpr std::uint64_t kTxnRecords = 1000;  // LMDB/SQLite W1/W2: records per t
   std::abort();
 }
 
-/// Records in the store W4 and W5 read: LOGSYNC_BENCH_RECORDS, default 1,000,000.
+/// Records in the store W4 and W5 read: LOGSYNC_BENCH_READ_RECORDS, else
+/// LOGSYNC_BENCH_RECORDS, default 1,000,000.
 std::uint64_t ReadRecords() {
   static const std::uint64_t n = [] {
-    const char* env = std::getenv("LOGSYNC_BENCH_RECORDS");
+    const char* env = std::getenv("LOGSYNC_BENCH_READ_RECORDS");
+    if (env == nullptr || *env == '\0') env = std::getenv("LOGSYNC_BENCH_RECORDS");
     if (env == nullptr || *env == '\0') return std::uint64_t{1000000};
     char* end = nullptr;
     errno = 0;

@@ -8,7 +8,13 @@
 //                    prefetches), payloads copied out; items are records
 //   BM_Memcpy        memcpy bandwidth over 64 MiB
 //   BM_Scan          a full Log::Scan, bytes_per_second counts payload bytes
-// The log has LOGSYNC_BENCH_RECORDS records (default 200,000; warm cache).
+//   BM_ReadIntoRandom  Log::Read(offset, into) of random offsets, reusing one
+//                    record (no allocation)
+//   BM_ScanPayloads  a full Log::ScanPayloads (zero-copy views; every frame's
+//                    checksum checked), bytes_per_second counts payload bytes
+// The log has LOGSYNC_BENCH_READ_RECORDS records, else LOGSYNC_BENCH_RECORDS
+// (default 200,000; warm cache); full mode reads a 10,000,000-record log,
+// past the last-level cache.
 // Quick mode: --benchmark_min_time=0.05; full mode: --benchmark_min_time=2.
 
 #include "bench_util.hpp"
@@ -34,6 +40,7 @@ struct Fixture {
 
   Fixture() {
     if (const char* n = std::getenv("LOGSYNC_BENCH_RECORDS")) records = std::strtoull(n, nullptr, 10);
+    if (const char* n = std::getenv("LOGSYNC_BENCH_READ_RECORDS")) records = std::strtoull(n, nullptr, 10);
     log = std::make_unique<Log<>>(dir.path() / "log");
     raw_fd = bench::OpenScratchFile(dir.path() / "raw");
     std::uint64_t pos = 0;
@@ -74,6 +81,18 @@ void BM_ReadRandom(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_ReadRandom)->Threads(1)->Threads(2)->UseRealTime();
+
+void BM_ReadIntoRandom(benchmark::State& state) {
+  Fixture& f = Data();
+  std::mt19937_64 rng(state.thread_index() + 1);
+  Record into;
+  for (auto _ : state) {
+    f.log->Read(rng() % f.records, into);
+    benchmark::DoNotOptimize(into.value.data());
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_ReadIntoRandom)->Threads(1)->Threads(2)->UseRealTime();
 
 void BM_ViewRandom(benchmark::State& state) {
   Fixture& f = Data();
@@ -126,6 +145,19 @@ void BM_Scan(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(payload));
 }
 BENCHMARK(BM_Scan)->UseRealTime();
+
+void BM_ScanPayloads(benchmark::State& state) {
+  Fixture& f = Data();
+  std::uint64_t payload = 0;
+  for (auto _ : state)
+    for (const auto& p : f.log->ScanPayloads(0)) {
+      benchmark::DoNotOptimize(p.bytes.data());
+      payload += p.bytes.size();
+    }
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(f.records));
+  state.SetBytesProcessed(static_cast<std::int64_t>(payload));
+}
+BENCHMARK(BM_ScanPayloads)->UseRealTime();
 
 }  // namespace
 

@@ -78,6 +78,7 @@ def main():
     if a.full:
         args = ["--benchmark_min_time=1", "--benchmark_repetitions=3"]
         env["LOGSYNC_BENCH_RECORDS"] = "1000000"
+        env["LOGSYNC_BENCH_READ_RECORDS"] = "10000000"  # W4, W5: past the last-level cache
     else:
         args = ["--benchmark_min_time=0.05"]
         env["LOGSYNC_BENCH_RECORDS"] = "200000"
@@ -161,10 +162,13 @@ def main():
     for t in [1, 2]:
         table(f"W4 random reads, {t} thread" + ("s" if t > 1 else ""), "pread at known positions",
               f"BM_PreadRandom/real_time/threads:{t}",
-              [("Read", f"BM_ReadRandom/real_time/threads:{t}"), ("View (zero-copy)", f"BM_ViewRandom/real_time/threads:{t}"),
+              [("Read", f"BM_ReadRandom/real_time/threads:{t}"),
+               ("Read into a record", f"BM_ReadIntoRandom/real_time/threads:{t}"),
+               ("View (zero-copy)", f"BM_ViewRandom/real_time/threads:{t}"),
                ("ViewBatch of 16", f"BM_ViewBatchRandom/real_time/threads:{t}")],
               f"W4ReadRandom/real_time/threads:{t}")
-    table("W5 full scan (payload)", "memcpy", "BM_Memcpy", [("Scan", "BM_Scan")], "W5Scan", unit="MB/s", key=mbps)
+    table("W5 full scan (payload)", "memcpy", "BM_Memcpy",
+          [("Scan", "BM_Scan"), ("ScanPayloads (zero-copy)", "BM_ScanPayloads")], "W5Scan", unit="MB/s", key=mbps)
 
     md.append("\n### W6 open a one-segment log (ms)\n")
     md.append("| | ms |\n|---|---|")
@@ -203,6 +207,40 @@ def main():
         v = rate(get(name))
         if v:
             md.append(f"| {label} | {v:,.0f} | " + (f"{v / base:.2f}" if base else "") + " |")
+
+    # The sustained workloads: a log far past its first segment (sustained_bench).
+    sus_json = os.path.join(a.build, "sustained_bench.json")
+    sus_exe = os.path.join(a.build, "benchmarks", "sustained_bench")
+    if not a.no_run and os.path.exists(sus_exe):
+        sus_args = ["--records", "10000000", "--reps", "5"] if a.full else ["--records", "1000000", "--reps", "1"]
+        print("running", sus_exe, " ".join(sus_args), file=sys.stderr)
+        subprocess.run([sus_exe, "--json", sus_json] + sus_args, env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=False)
+    if os.path.exists(sus_json):
+        with open(sus_json) as f:
+            sus = json.load(f)
+        rates = sus["rates"]
+        md.append(f"\n### Sustained appends: {sus['records']:,} records of 100 B (many rolls), "
+                  f"{sus['records'] // 10:,} of 4 KiB, medians of {sus['reps']}\n")
+        md.append("| | rate | vs write() | vs mapped+populate |\n|---|---|---|---|")
+        pop = rates.get("W1 mapped+populate", {}).get("median")
+        for name in ["W1 write", "W1 mapped", "W1 mapped+populate", "W1 Append", "W1 AppendBatch(100)", "W1 LMDB",
+                     "W2 write", "W2 Append"]:
+            v = rates.get(name)
+            if not v:
+                continue
+            w2 = name.startswith("W2")
+            value = f"{v['median'] * 4112 / 1e6:,.0f} MB/s" if w2 else f"{v['median']:,.0f} records/s"
+            vs_pop = "" if w2 or not pop else f"{v['median'] / pop:.2f}"
+            md.append(f"| {name} | {value} | {v['vs_write']:.2f} | {vs_pop} |")
+            rows.append(("sustained", name, v["median"], "records/s", v["vs_write"]))
+        lat, dur = sus["append_latency_us"], sus["always_latency_us"]
+        md.append("\n| latency (us) | p50 | p99 | p99.9 | max |\n|---|---|---|---|---|")
+        md.append(f"| W1 Append, sync::None, across rolls | {lat['p50']:.2f} | {lat['p99']:.2f} | {lat['p99.9']:.2f} | "
+                  f"{lat['max']:,.0f} |")
+        md.append(f"| Append, sync::Always | {dur['p50']:.0f} | {dur['p99']:.0f} | {dur['p99.9']:.0f} | "
+                  f"{dur['max']:,.0f} |")
+        md.append(f"\nPeak resident memory while appending the 4 KiB log: {sus['w2_peak_rss_mib']:.0f} MiB.")
 
     md.append("\n### Peak resident memory (MiB) per program\n")
     md.append("| program | peak RSS |\n|---|---|")
