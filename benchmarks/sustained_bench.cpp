@@ -6,7 +6,10 @@
 //       write        buffered write() of the same frames, 1 MiB per call
 //       mapped       memcpy into a shared mapping of a file allocated ahead
 //                    in 8 MiB steps (posix_fallocate), no system call per record
-//       mapped+populate  the same, each step populated (MADV_POPULATE_WRITE)
+//       mapped+populate  the same, each step populated (MADV_POPULATE_WRITE:
+//                    mapped writable, and dirty)
+//       mapped+populate-read  each step populated with MADV_POPULATE_READ
+//                    (mapped, clean: a write still takes a write-protect fault)
 //       Append       Log<>::Append, one call per record
 //       AppendBatch  Log<>::AppendBatch of 100 records
 //       LMDB         MDB_NOSYNC | MDB_NOMETASYNC, MDB_APPEND, 1,000 per
@@ -41,6 +44,9 @@
 #include <lmdb.h>
 #endif
 
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
@@ -80,7 +86,7 @@ double Write(const std::vector<std::byte>& frame, std::uint64_t count) {
 }
 
 // Records/s of memcpy into a shared mapping allocated ahead in 8 MiB steps.
-double Mapped(const std::vector<std::byte>& frame, std::uint64_t count, bool populate) {
+double Mapped(const std::vector<std::byte>& frame, std::uint64_t count, int populate) {
   bench::ScratchDir dir("sustained-mapped");
   const int fd = bench::OpenScratchFile(dir.path() / "mapped");
   const std::size_t capacity = frame.size() * count + (8 << 20);
@@ -94,7 +100,7 @@ double Mapped(const std::vector<std::byte>& frame, std::uint64_t count, bool pop
     if (used + frame.size() > allocated) {
       if (::posix_fallocate(fd, static_cast<off_t>(allocated), static_cast<off_t>(step)) != 0)
         throw IoError("benchmark file", errno, "posix_fallocate");
-      if (populate) ::madvise(base + allocated, step, MADV_POPULATE_WRITE);
+      if (populate) ::madvise(base + allocated, step, populate);
       allocated += step;
     }
     std::memcpy(base + used, frame.data(), frame.size());
@@ -227,8 +233,9 @@ int main(int argc, char** argv) {
   std::vector<double> rss;
   for (int rep = 0; rep < reps; ++rep) {
     rate["W1 write"].push_back(Write(frame100, records));
-    rate["W1 mapped"].push_back(Mapped(frame100, records, false));
-    rate["W1 mapped+populate"].push_back(Mapped(frame100, records, true));
+    rate["W1 mapped"].push_back(Mapped(frame100, records, 0));
+    rate["W1 mapped+populate"].push_back(Mapped(frame100, records, MADV_POPULATE_WRITE));
+    rate["W1 mapped+populate-read"].push_back(Mapped(frame100, records, MADV_POPULATE_READ));
     rate["W1 Append"].push_back(Append(100, records, 0, nullptr));
     rate["W1 AppendBatch(100)"].push_back(Append(100, records, 100, nullptr));
 #if LOGSYNC_HAVE_LMDB

@@ -583,6 +583,7 @@ BOOST_AUTO_TEST_CASE(a_failed_removal_keeps_the_segments_from_the_one_that_faile
   set.Open();
   PutValues(set, 0, 40);  // segments 0, 10, 20, 30
   {
+    set.FinishSeals();  // no seal in flight while the hooks change
     SyscallHooks hooks;
     // Unlinks go oldest first, each store before its index: the fifth is
     // segment 20's store.
@@ -615,6 +616,7 @@ BOOST_AUTO_TEST_CASE(a_failed_index_removal_counts_its_segment_gone) {
   set.Open();
   PutValues(set, 0, 30);  // segments 0, 10, 20
   {
+    set.FinishSeals();  // no seal in flight while the hooks change
     SyscallHooks hooks;
     hooks.FailCall(SyscallHooks::kUnlink, 2, EACCES);  // segment 0's index
     BOOST_CHECK_EXCEPTION(set.RemovePrefix(19), logsync::IoError, [&](const logsync::IoError& e) {

@@ -111,7 +111,12 @@ class Index {
       file_.Allocate(allocated_bytes_, end - allocated_bytes_);
       allocated_bytes_ = end;
     }
-    region_->Populate(from, allocated_bytes_ - from);  // no page fault per page of entries
+    // Entries two steps behind leave the resident set (readers map again
+    // what they read), as the store's written part does.
+    if (from >= released_bytes_ + 3 * kIndexAllocateStep) {
+      region_->Release(released_bytes_, kIndexAllocateStep);
+      released_bytes_ += kIndexAllocateStep;
+    }
   }
 
   /// Starts loading entry i (< Capacity()) into the cache.
@@ -217,6 +222,7 @@ class Index {
       file_.Allocate(0, allocated_bytes_);
     }
     mapped_bytes_ = bytes;
+    released_bytes_ = 0;
     base_ = nullptr;
     if (bytes == 0) return;
     region_ = detail::MapFile(file_, writable_ ? detail::Access::kReadWrite : detail::Access::kReadOnly, bytes);
@@ -235,6 +241,7 @@ class Index {
   std::uint64_t file_bytes_ = 0;
   std::uint64_t mapped_bytes_ = 0;
   std::uint64_t allocated_bytes_ = 0;  // of the file, while writable: what entries may be written below
+  std::uint64_t released_bytes_ = 0;   // of the mapping, taken out of the resident set (Prepare)
   std::unique_ptr<detail::Mapping> region_;
   std::byte* base_ = nullptr;
   std::atomic<std::uint64_t> count_{0};
