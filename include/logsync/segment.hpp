@@ -96,11 +96,11 @@ class Segment {
   /// Whether the files of the segment at `base` are as a finished Seal
   /// leaves them: an index with this segment's header and a checkpoint
   /// vouching for all of its whole entries, the last of which ends where
-  /// the checkpoint and the store end (or an empty store: nothing to
-  /// recover). Reads the index header, its last entry and two sizes.
+  /// the checkpoint and the store end (a segment that holds no record is
+  /// never sealed: rolls leave none behind). Reads the index header, its
+  /// last entry and two sizes.
   static bool SealedOnDisk(const std::filesystem::path& dir, std::uint64_t base) {
     const auto store_size = std::filesystem::file_size(StorePath(dir, base));
-    if (store_size <= kStoreHeaderBytes) return true;
     std::error_code ec;
     if (!std::filesystem::exists(IndexPath(dir, base), ec)) return false;
     detail::File index(IndexPath(dir, base), O_RDONLY);
