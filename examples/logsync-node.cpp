@@ -8,10 +8,23 @@
 // joining an existing cluster runs without --peers (or with a list that
 // does not name it) and is added with JOIN on the leader.
 //
-// Protocol (one request per line, one reply line each):
+// Protocol version 2 (one request per line, one reply line each):
+//   HELLO <version>             OK 2                (the node's version; it serves versions 1 and 2)
 //   APPEND <text>               OK <offset>
 //   BATCH <n> <prefix>          OK <first offset>   (n records "<prefix>-<i>", one raft entry)
+//   PAPPEND <producer> <seq> <text>
+//                               OK <offset> [duplicate]
+//   PBATCH <producer> <seq> <n> <records>
+//                               OK <first offset> [duplicate]
+//                               (idempotent appends, version 2: <producer> a number other than 0,
+//                               <seq> numbering its appends upwards, <records> n times
+//                               "<length>:<bytes>" back to back; a retry of the producer's last
+//                               <seq> appends nothing and gets the original offset, with
+//                               "duplicate"; see the README for how long retries are recognised)
 //   READ <offset>               OK <text>
+//   SCAN <from> <max>           OK <n> <records>    (version 2: up to max 1..10000 records from
+//                               <from> of the local log, fewer at its end or past 1 MiB of
+//                               records, "<length>:<bytes>" back to back; OK 0 at the end)
 //   NEXT [<at least> <ms>]      OK <next offset>    (waits up to ms for the local log to reach it)
 //   LEADER [<ms> [<not id>]]    OK <id> <client address> <raft address>
 //                               (waits up to ms for a leader other than <not id>; the client
@@ -33,6 +46,10 @@
 //   refused <why>               a change the cluster refused (the last voter's REMOVE)
 //   unknown-outcome <why>       an APPEND, BATCH, JOIN, REMOVE or TRANSFER that failed
 //                               after it was submitted: it may or may not take effect
+//   out-of-order <why>          a PAPPEND or PBATCH whose <seq> is below the producer's last (or
+//                               its last, for another number of records); nothing was done
+//   unsupported-version <oldest> <newest>
+//                               HELLO of a version this node does not serve
 //   failed <why>                any other request that failed (a local I/O error)
 //
 // Limits, so that no client can take the node down: at most --max-clients
@@ -81,6 +98,14 @@ using Clock = std::chrono::steady_clock;
 constexpr std::uint64_t kMaxWaitMs = 3'600'000;
 /// The most records one BATCH may append.
 constexpr std::uint64_t kMaxBatchCount = 100'000;
+/// The protocol version this node speaks, and the oldest it serves
+/// (version 1: everything but HELLO, PAPPEND, PBATCH and SCAN).
+constexpr std::uint64_t kProtocolVersion = 2;
+constexpr std::uint64_t kOldestProtocolVersion = 1;
+/// The most records one SCAN returns, and the bytes of records after
+/// which it stops (past the first record).
+constexpr std::uint64_t kMaxScanCount = 10'000;
+constexpr std::size_t kMaxScanBytes = 1U << 20;
 
 struct Options {
   logsync::NodeConfig node;
@@ -212,6 +237,26 @@ std::string Addresses(const logsync::Peer& p) {
   return (p.client_address.empty() ? std::string("-") : p.client_address) + " " + p.address;
 }
 
+/// Parses `n` records "<length>:<bytes>" back to back, the whole of `text`.
+bool ParseRecords(std::string_view text, std::uint64_t n, std::vector<logsync::Record>& out) {
+  for (std::uint64_t i = 0; i < n; ++i) {
+    std::size_t len = 0;
+    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), len);
+    if (ec != std::errc{} || p == text.data() + text.size() || *p != ':') return false;
+    text.remove_prefix(static_cast<std::size_t>(p - text.data()) + 1);
+    if (text.size() < len) return false;
+    out.push_back({.value = std::string(text.substr(0, len))});
+    text.remove_prefix(len);
+  }
+  return text.empty();
+}
+
+void AppendFramed(std::string& out, const std::string& value) {
+  out += std::to_string(value.size());
+  out += ':';
+  out += value;
+}
+
 struct Session {
   bool admin = false;  ///< authenticated with the admin secret
 };
@@ -255,6 +300,46 @@ std::string Handle(Node& node, const Options& opts, Session& session, const std:
       records.reserve(n);
       for (std::uint64_t i = 0; i < n; ++i) records.push_back({.value = prefix + "-" + std::to_string(i)});
       return "OK " + std::to_string(node.AppendBatch(records));
+    }
+    if (cmd == "HELLO") {
+      std::uint64_t v = 0;
+      if (!number(v) || !done()) return "ERR bad-request HELLO <version>";
+      if (v < kOldestProtocolVersion || v > kProtocolVersion)
+        return "ERR unsupported-version " + std::to_string(kOldestProtocolVersion) + " " +
+               std::to_string(kProtocolVersion);
+      return "OK " + std::to_string(kProtocolVersion);
+    }
+    if (cmd == "PAPPEND" || cmd == "PBATCH") {
+      std::uint64_t producer = 0, seq = 0, n = 1;
+      const char* usage = cmd == "PAPPEND" ? "ERR bad-request PAPPEND <producer 1..> <seq> <text>"
+                                           : "ERR bad-request PBATCH <producer 1..> <seq> <n 1..100000> <records>";
+      if (!number(producer) || producer == 0 || !number(seq)) return usage;
+      if (cmd == "PBATCH" && (!number(n) || n == 0 || n > kMaxBatchCount)) return usage;
+      std::vector<logsync::Record> records;
+      const std::string text = rest();
+      if (cmd == "PAPPEND") {
+        records.push_back({.value = text});
+      } else {
+        if (const std::uint64_t bytes = n * sizeof(logsync::Record) + text.size(); bytes > opts.max_batch_bytes)
+          return "ERR bad-request PBATCH expands to " + std::to_string(bytes) + " bytes, over the limit of " +
+                 std::to_string(opts.max_batch_bytes);
+        records.reserve(n);
+        if (!ParseRecords(text, n, records)) return usage;
+      }
+      const auto r = node.AppendIdempotent(producer, seq, records);
+      return "OK " + std::to_string(r.first) + (r.duplicate ? " duplicate" : "");
+    }
+    if (cmd == "SCAN") {
+      std::uint64_t from = 0, max = 0;
+      if (!number(from) || !number(max) || max == 0 || max > kMaxScanCount || !done())
+        return "ERR bad-request SCAN <from> <max 1..10000>";
+      const std::uint64_t next = node.NextOffset();
+      const std::uint64_t end = next > from ? from + std::min(max, next - from) : from;
+      std::string records;
+      std::uint64_t n = 0;
+      for (std::uint64_t o = from; o < end && (n == 0 || records.size() < kMaxScanBytes); ++o, ++n)
+        AppendFramed(records, node.Read(o).value);
+      return "OK " + std::to_string(n) + (n ? " " : "") + records;
     }
     if (cmd == "READ") {
       std::uint64_t off = 0;
@@ -314,6 +399,8 @@ std::string Handle(Node& node, const Options& opts, Session& session, const std:
     return "ERR not-leader " + std::to_string(e.leader().id) + " " + Addresses(e.leader());
   } catch (const logsync::OffsetOutOfRange&) {
     return "ERR out-of-range";
+  } catch (const logsync::OutOfOrderSequence& e) {
+    return "ERR out-of-order " + std::string(e.what());
   } catch (const std::exception& e) {
     std::string what = e.what();
     for (char& ch : what)
@@ -323,7 +410,8 @@ std::string Handle(Node& node, const Options& opts, Session& session, const std:
     // effect: the client cannot know, and must not assume either.
     const auto* repl = dynamic_cast<const logsync::ReplicationError*>(&e);
     if (repl != nullptr && repl->code() == RAFT_BADROLE) return "ERR refused " + what;
-    if (cmd == "APPEND" || cmd == "BATCH" || cmd == "JOIN" || cmd == "REMOVE" || cmd == "TRANSFER")
+    if (cmd == "APPEND" || cmd == "BATCH" || cmd == "PAPPEND" || cmd == "PBATCH" || cmd == "JOIN" ||
+        cmd == "REMOVE" || cmd == "TRANSFER")
       return "ERR unknown-outcome " + what;
     return "ERR failed " + what;
   }
