@@ -61,6 +61,7 @@
 // closed. Admin commands need AUTH with the secret read from
 // --admin-secret-file at start; without one they are disabled.
 
+#include <logsync/raft/line_protocol.hpp>
 #include <logsync/raft/replicated_log.hpp>
 
 #include <arpa/inet.h>
@@ -98,10 +99,8 @@ using Clock = std::chrono::steady_clock;
 constexpr std::uint64_t kMaxWaitMs = 3'600'000;
 /// The most records one BATCH may append.
 constexpr std::uint64_t kMaxBatchCount = 100'000;
-/// The protocol version this node speaks, and the oldest it serves
-/// (version 1: everything but HELLO, PAPPEND, PBATCH and SCAN).
-constexpr std::uint64_t kProtocolVersion = 2;
-constexpr std::uint64_t kOldestProtocolVersion = 1;
+using logsync::detail::kOldestProtocolVersion;
+using logsync::detail::kProtocolVersion;
 /// The most records one SCAN returns, and the bytes of records after
 /// which it stops (past the first record).
 constexpr std::uint64_t kMaxScanCount = 10'000;
@@ -237,26 +236,6 @@ std::string Addresses(const logsync::Peer& p) {
   return (p.client_address.empty() ? std::string("-") : p.client_address) + " " + p.address;
 }
 
-/// Parses `n` records "<length>:<bytes>" back to back, the whole of `text`.
-bool ParseRecords(std::string_view text, std::uint64_t n, std::vector<logsync::Record>& out) {
-  for (std::uint64_t i = 0; i < n; ++i) {
-    std::size_t len = 0;
-    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), len);
-    if (ec != std::errc{} || p == text.data() + text.size() || *p != ':') return false;
-    text.remove_prefix(static_cast<std::size_t>(p - text.data()) + 1);
-    if (text.size() < len) return false;
-    out.push_back({.value = std::string(text.substr(0, len))});
-    text.remove_prefix(len);
-  }
-  return text.empty();
-}
-
-void AppendFramed(std::string& out, const std::string& value) {
-  out += std::to_string(value.size());
-  out += ':';
-  out += value;
-}
-
 struct Session {
   bool admin = false;  ///< authenticated with the admin secret
 };
@@ -324,7 +303,8 @@ std::string Handle(Node& node, const Options& opts, Session& session, const std:
           return "ERR bad-request PBATCH expands to " + std::to_string(bytes) + " bytes, over the limit of " +
                  std::to_string(opts.max_batch_bytes);
         records.reserve(n);
-        if (!ParseRecords(text, n, records)) return usage;
+        auto take = [&](std::string_view v) { records.push_back({.value = std::string(v)}); };
+        if (!logsync::detail::ParseFramed(text, n, take)) return usage;
       }
       const auto r = node.AppendIdempotent(producer, seq, records);
       return "OK " + std::to_string(r.first) + (r.duplicate ? " duplicate" : "");
@@ -338,7 +318,7 @@ std::string Handle(Node& node, const Options& opts, Session& session, const std:
       std::string records;
       std::uint64_t n = 0;
       for (std::uint64_t o = from; o < end && (n == 0 || records.size() < kMaxScanBytes); ++o, ++n)
-        AppendFramed(records, node.Read(o).value);
+        logsync::detail::AppendFramed(records, node.Read(o).value);
       return "OK " + std::to_string(n) + (n ? " " : "") + records;
     }
     if (cmd == "READ") {
