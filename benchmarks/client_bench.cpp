@@ -10,6 +10,7 @@
 #include <logsync/raft/client.hpp>
 
 #include "bench_util.hpp"
+#include "../tests/support/spawn.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -61,26 +62,16 @@ class Nodes {
  private:
   // Runs the node and waits for its "ready" line.
   void Start(const std::string& program, std::vector<std::string> args) {
-    int out[2];
-    if (::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
     args.insert(args.begin(), program);
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      ::dup2(out[1], 1);
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    ::close(out[1]);
+    const auto [pid, out] = logsync::test::SpawnProgram(args);
+    if (pid < 0) throw std::runtime_error("cannot start " + program);
     pids_.push_back(pid);
-    pollfd p{out[0], POLLIN, 0};
+    pollfd p{out, POLLIN, 0};
     char ch = 0;
     while (ch != '\n')
-      if (::poll(&p, 1, 20000) != 1 || ::read(out[0], &ch, 1) != 1)
+      if (::poll(&p, 1, 20000) != 1 || ::read(out, &ch, 1) != 1)
         throw std::runtime_error("node " + args[2] + " did not start");
-    ::close(out[0]);
+    ::close(out);
   }
 
   std::vector<pid_t> pids_;

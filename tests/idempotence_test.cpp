@@ -17,14 +17,8 @@
 #include <string>
 #include <vector>
 
+using namespace logsync::detail;  // the state machine, its entries and its producer table
 using logsync::Config;
-using logsync::detail::Admission;
-using logsync::detail::Applied;
-using logsync::detail::LogMachine;
-using logsync::detail::Outcome;
-using logsync::detail::ProducerLimits;
-using logsync::detail::ProducerStamp;
-using logsync::detail::ProducerState;
 using logsync::test::TempDir;
 
 namespace {
@@ -133,8 +127,8 @@ BOOST_AUTO_TEST_CASE(a_retried_sequence_gets_the_original_offsets_and_appends_no
   BOOST_TEST((ApplyEntry(m, Single(7, 43, 7, 2000, "e")).admission == Admission::kNew));
   BOOST_TEST((Values(m) == std::vector<std::string>{"old", "a", "b", "c", "d", "e"}));
   // The apply callback's result carries the outcome to the leader.
-  const Outcome back = logsync::detail::OutcomeOf(
-      static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(logsync::detail::OutcomeResult(again))));
+  const Outcome back = OutcomeOf(
+      static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(OutcomeResult(again))));
   BOOST_TEST((back.admission == Admission::kDuplicate));
   BOOST_TEST(back.first == 1U);
 }
@@ -144,22 +138,22 @@ BOOST_AUTO_TEST_CASE(producer_entries_encode_and_decode) {
   auto size = [&](std::size_t i) { return records[i].size(); };
   auto encode = [&](std::size_t i, std::span<std::byte> out) { std::memcpy(out.data(), records[i].data(), out.size()); };
   const ProducerStamp stamp{9, 11, 123456};
-  raft_buffer p = logsync::detail::EncodeEntry(records.size(), size, encode, &stamp);
-  raft_buffer r = logsync::detail::EncodeEntry(records.size(), size, encode);
+  raft_buffer p = EncodeEntry(records.size(), size, encode, &stamp);
+  raft_buffer r = EncodeEntry(records.size(), size, encode);
   const std::span<const std::byte> pe(static_cast<const std::byte*>(p.base), p.len), re(static_cast<const std::byte*>(r.base), r.len);
   BOOST_TEST(p.len % 8 == 0U);
-  BOOST_TEST(logsync::detail::IsProducerEntry(pe));
-  BOOST_TEST(!logsync::detail::IsProducerEntry(re));
+  BOOST_TEST(IsProducerEntry(pe));
+  BOOST_TEST(!IsProducerEntry(re));
   std::vector<std::span<const std::byte>> parts;
   ProducerStamp got;
-  BOOST_REQUIRE(logsync::detail::DecodeProducerEntry(pe, got, parts));
+  BOOST_REQUIRE(DecodeProducerEntry(pe, got, parts));
   BOOST_TEST(got.producer == 9U);
   BOOST_TEST(got.sequence == 11U);
   BOOST_TEST(got.time_ms == 123456U);
   BOOST_REQUIRE(parts.size() == 3U);
   BOOST_TEST(std::string(reinterpret_cast<const char*>(parts[1].data()), parts[1].size()) == "yy");
   // A record entry (the format from before producer entries) decodes as before.
-  BOOST_REQUIRE(logsync::detail::DecodeEntry(re, parts));
+  BOOST_REQUIRE(DecodeEntry(re, parts));
   BOOST_TEST(parts.size() == 3U);
   raft_free(p.base);
   raft_free(r.base);
@@ -239,7 +233,7 @@ BOOST_AUTO_TEST_CASE(old_snapshots_are_read_without_a_table) {
   raft_buffer snap = Snapshot(m);
   // LGSNAP02: the same without the producer table (after the 4-byte count
   // of client addresses, none here).
-  const std::size_t table = 12 + logsync::detail::ProducerTable::kStateBytes;
+  const std::size_t table = 12 + ProducerTable::kStateBytes;
   auto* bytes = static_cast<std::byte*>(snap.base);
   std::memcpy(bytes, "LGSNAP02", 8);
   std::memmove(bytes + 28, bytes + 28 + table, snap.len - 28 - table);
