@@ -209,4 +209,7 @@ BOOST_AUTO_TEST_CASE(retrying_clients_append_exactly_once_across_leader_kills) {
   BOOST_TEST(twice == 0U);
   BOOST_TEST(lost == 0U);
   BOOST_TEST(reference.size() >= acked.size());
+  std::string restored;
+  for (std::uint64_t id = 1; id <= 3; ++id) restored += " " + Ask(c.ById(id).client_port, "STATS").substr(3);
+  BOOST_TEST_MESSAGE("snapshots installed from the leader, per node:" << restored);
 }
