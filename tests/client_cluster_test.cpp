@@ -13,7 +13,11 @@
 #include "support/cluster.hpp"
 #include "support/node.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -122,6 +126,43 @@ BOOST_AUTO_TEST_CASE(client_calls_follow_redirects_and_give_up_at_the_deadline) 
   const auto start = Clock::now();
   BOOST_CHECK_THROW(nowhere.Append("x"), logsync::raft::Unavailable);
   BOOST_TEST((Clock::now() - start < 5s));
+}
+
+// A node that does not speak version 2 (it answers HELLO with an error):
+// the client says so at once, not after its deadline.
+BOOST_AUTO_TEST_CASE(a_node_of_another_protocol_version_is_refused_clearly) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  BOOST_REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  BOOST_REQUIRE(::listen(listener, 4) == 0);
+  socklen_t len = sizeof a;
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len);
+  std::jthread node([listener] {
+    const int fd = ::accept(listener, nullptr, nullptr);
+    char buf[256];
+    if (fd >= 0 && ::recv(fd, buf, sizeof buf, 0) > 0) {
+      const std::string reply = "ERR unsupported-version 3 4\n";
+      ::send(fd, reply.data(), reply.size(), MSG_NOSIGNAL);
+    }
+    if (fd >= 0) ::close(fd);
+  });
+  ClientOptions o;
+  o.deadline = 20s;
+  Client client({"127.0.0.1:" + std::to_string(ntohs(a.sin_port))}, o);
+  const auto start = Clock::now();
+  try {
+    client.Append("x");
+    BOOST_ERROR("the append went through");
+  } catch (const logsync::raft::Unavailable& e) {
+    BOOST_ERROR("Unavailable instead of a version error: " << e.what());
+  } catch (const logsync::Error& e) {
+    BOOST_TEST(std::string(e.what()).find("unsupported-version 3 4") != std::string::npos, e.what());
+  }
+  BOOST_TEST((Clock::now() - start < 10s));
+  node.join();
+  ::close(listener);
 }
 
 BOOST_AUTO_TEST_CASE(retrying_clients_append_exactly_once_across_leader_kills) {

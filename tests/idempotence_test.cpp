@@ -285,3 +285,22 @@ BOOST_AUTO_TEST_CASE(a_producer_expires_by_entry_time_not_by_any_clock) {
   // The expired producer's retry is appended again (documented).
   BOOST_TEST((ApplyEntry(m, Single(7, 1, 1, 11'501, "a")).admission == Admission::kNew));
 }
+
+BOOST_AUTO_TEST_CASE(a_table_that_does_not_parse_is_refused_and_leaves_the_table_as_it_was) {
+  ProducerTable t;
+  ProducerState ignored;
+  t.Check(ProducerStamp{1, 1, 50}, 1, ignored);
+  t.Remember(ProducerStamp{1, 1, 50}, 0, 1);
+  t.Remember(ProducerStamp{2, 4, 50}, 1, 2);
+  std::vector<std::byte> bytes(t.EncodedSize());
+  t.Encode(bytes.data());
+  ProducerTable back;
+  BOOST_TEST(back.Decode(bytes).value_or(0) == bytes.size());
+  BOOST_TEST((back.States() == t.States()));
+  BOOST_TEST(back.NowMs() == 50U);
+  // Cut short, or the same producer twice: refused, the table unchanged.
+  BOOST_TEST(!back.Decode(std::span(bytes).first(bytes.size() - 1)).has_value());
+  std::memcpy(bytes.data() + 12 + ProducerTable::kStateBytes, bytes.data() + 12, 8);
+  BOOST_TEST(!back.Decode(bytes).has_value());
+  BOOST_TEST((back.States() == t.States()));
+}
