@@ -128,6 +128,47 @@ BOOST_AUTO_TEST_CASE(client_calls_follow_redirects_and_give_up_at_the_deadline) 
   BOOST_TEST((Clock::now() - start < 5s));
 }
 
+// Sends an idempotent `request` to the leader until a reply that is not
+// about who leads (safe: it is idempotent); that reply.
+std::string AskLeader(Cluster& c, const std::string& request) {
+  std::string reply;
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    reply = Ask(c.ById(c.Leader()).client_port, request);
+    if (!StartsWith(reply, "ERR not-leader") && !StartsWith(reply, "ERR no-leader") &&
+        !StartsWith(reply, "ERR unknown-outcome") && reply != kClosed && reply != kTimeout)
+      return reply;
+  }
+  return reply;
+}
+
+// A retry answered by another leader than the original, and by a node
+// that restarted from its snapshot (every 16 entries) and replayed the rest.
+BOOST_AUTO_TEST_CASE(a_retry_is_a_duplicate_on_the_next_leader_and_after_a_restart) {
+  Cluster c(3, {"--snapshot-threshold", "16", "--snapshot-trailing", "4"});
+  const std::string first = AskLeader(c, "PAPPEND 99 1 first");
+  BOOST_REQUIRE(StartsWith(first, "OK "));
+  for (int s = 1; s <= 40; ++s)
+    BOOST_REQUIRE(StartsWith(AskLeader(c, "PAPPEND 98 " + std::to_string(s) + " r" + std::to_string(s)), "OK "));
+  const std::uint64_t one = c.Leader();
+  c.Kill(c.ById(one), SIGKILL);
+  const std::uint64_t two = c.Leader(one);
+  BOOST_TEST(AskLeader(c, "PAPPEND 99 1 first") == first + " duplicate");
+  c.Start(c.ById(one), "");
+  BOOST_TEST(c.Next(c.ById(one), 41) == 41U);
+  c.Kill(c.ById(two), SIGKILL);
+  c.Leader(two);
+  BOOST_TEST(AskLeader(c, "PAPPEND 99 1 first") == first + " duplicate");
+  BOOST_TEST(AskLeader(c, "PAPPEND 98 40 r40") == "OK 40 duplicate");
+  BOOST_TEST(StartsWith(AskLeader(c, "PAPPEND 98 39 r39"), "ERR out-of-order "));
+  BOOST_TEST(AskLeader(c, "PAPPEND 98 41 r41") == "OK 41");
+  c.Start(c.ById(two), "");
+  const auto reference = c.Records(c.ById(c.Leader()), 42);
+  for (std::uint64_t id = 1; id <= 3; ++id) {
+    BOOST_TEST(c.Next(c.ById(id), 42) == 42U, "node " << id);
+    BOOST_TEST((c.Records(c.ById(id), 42) == reference), "node " << id);
+  }
+}
+
 // A node that does not speak version 2 (it answers HELLO with an error):
 // the client says so at once, not after its deadline.
 BOOST_AUTO_TEST_CASE(a_node_of_another_protocol_version_is_refused_clearly) {
