@@ -44,8 +44,9 @@
 //   unauthorized [<why>]        an admin command without AUTH, or admin commands disabled
 //   busy <why>                  the node turned the connection away (then closes it)
 //   refused <why>               a change the cluster refused (the last voter's REMOVE)
-//   unknown-outcome <why>       an APPEND, BATCH, JOIN, REMOVE or TRANSFER that failed
-//                               after it was submitted: it may or may not take effect
+//   unknown-outcome <why>       an APPEND, BATCH, PAPPEND, PBATCH, JOIN, REMOVE or TRANSFER that
+//                               failed after it was submitted: it may or may not take effect
+//                               (a PAPPEND or PBATCH can be sent again as it was)
 //   out-of-order <why>          a PAPPEND or PBATCH whose <seq> is below the producer's last (or
 //                               its last, for another number of records); nothing was done
 //   unsupported-version <oldest> <newest>
@@ -56,7 +57,7 @@
 // connections are served at once (one thread each; the next ones get
 // "ERR busy too many clients" and are closed); a request line is at most
 // --max-request-bytes (a longer one gets "ERR bad-request line too long" and
-// the connection is closed); a BATCH expands to at most --max-batch-bytes;
+// the connection is closed); a BATCH or PBATCH expands to at most --max-batch-bytes;
 // waits are at most 3600000 ms; a connection idle for --idle-timeout ms is
 // closed. Admin commands need AUTH with the secret read from
 // --admin-secret-file at start; without one they are disabled.
