@@ -1,12 +1,16 @@
 #pragma once
 // Shared pieces of the benchmarks: a scratch directory on the filesystem the
-// log uses (TMPDIR), and the frames a raw-write ceiling writes.
+// log uses (TMPDIR), the frames a raw-write ceiling writes, and free ports
+// for the replication benchmarks.
 
 #include <logsync/logsync.hpp>
 
 #include "../tests/support/frames.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -50,6 +54,19 @@ inline void WriteAll(int fd, const std::byte* p, std::size_t n) {
     p += w;
     n -= static_cast<std::size_t>(w);
   }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+inline int FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
 }
 
 }  // namespace logsync::bench

@@ -8,11 +8,10 @@
 #include <logsync/logsync.hpp>
 #include <logsync/raft/replicated_log.hpp>
 
+#include "bench_util.hpp"
+
 #include <benchmark/benchmark.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -22,18 +21,6 @@
 #include <vector>
 
 namespace {
-
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 std::filesystem::path BenchDir(const std::string& name) {
   auto p = std::filesystem::temp_directory_path() / ("logsync-raft-bench-" + std::to_string(::getpid()) + "-" + name);
@@ -47,7 +34,7 @@ class ThreeNodes {
  public:
   ThreeNodes() : dir_(BenchDir("cluster")) {
     std::vector<logsync::Peer> peers;
-    for (std::uint64_t id = 1; id <= 3; ++id) peers.push_back({id, "127.0.0.1:" + std::to_string(FreePort()), {}});
+    for (std::uint64_t id = 1; id <= 3; ++id) peers.push_back({id, "127.0.0.1:" + std::to_string(logsync::bench::FreePort()), {}});
     for (const auto& p : peers) {
       logsync::NodeConfig c;
       c.id = p.id;

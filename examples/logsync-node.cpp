@@ -8,10 +8,23 @@
 // joining an existing cluster runs without --peers (or with a list that
 // does not name it) and is added with JOIN on the leader.
 //
-// Protocol (one request per line, one reply line each):
+// Protocol version 2 (one request per line, one reply line each):
+//   HELLO <version>             OK 2                (the node's version; it serves versions 1 and 2)
 //   APPEND <text>               OK <offset>
 //   BATCH <n> <prefix>          OK <first offset>   (n records "<prefix>-<i>", one raft entry)
+//   PAPPEND <producer> <seq> <text>
+//                               OK <offset> [duplicate]
+//   PBATCH <producer> <seq> <n> <records>
+//                               OK <first offset> [duplicate]
+//                               (idempotent appends, version 2: <producer> a number other than 0,
+//                               <seq> numbering its appends upwards, <records> n times
+//                               "<length>:<bytes>" back to back; a retry of the producer's last
+//                               <seq> appends nothing and gets the original offset, with
+//                               "duplicate"; see the README for how long retries are recognised)
 //   READ <offset>               OK <text>
+//   SCAN <from> <max>           OK <n> <records>    (version 2: up to max 1..10000 records from
+//                               <from> of the local log, fewer at its end or past 1 MiB of
+//                               records, "<length>:<bytes>" back to back; OK 0 at the end)
 //   NEXT [<at least> <ms>]      OK <next offset>    (waits up to ms for the local log to reach it)
 //   LEADER [<ms> [<not id>]]    OK <id> <client address> <raft address>
 //                               (waits up to ms for a leader other than <not id>; the client
@@ -31,19 +44,25 @@
 //   unauthorized [<why>]        an admin command without AUTH, or admin commands disabled
 //   busy <why>                  the node turned the connection away (then closes it)
 //   refused <why>               a change the cluster refused (the last voter's REMOVE)
-//   unknown-outcome <why>       an APPEND, BATCH, JOIN, REMOVE or TRANSFER that failed
-//                               after it was submitted: it may or may not take effect
+//   unknown-outcome <why>       an APPEND, BATCH, PAPPEND, PBATCH, JOIN, REMOVE or TRANSFER that
+//                               failed after it was submitted: it may or may not take effect
+//                               (a PAPPEND or PBATCH can be sent again as it was)
+//   out-of-order <why>          a PAPPEND or PBATCH whose <seq> is below the producer's last (or
+//                               its last, for another number of records); nothing was done
+//   unsupported-version <oldest> <newest>
+//                               HELLO of a version this node does not serve
 //   failed <why>                any other request that failed (a local I/O error)
 //
 // Limits, so that no client can take the node down: at most --max-clients
 // connections are served at once (one thread each; the next ones get
 // "ERR busy too many clients" and are closed); a request line is at most
 // --max-request-bytes (a longer one gets "ERR bad-request line too long" and
-// the connection is closed); a BATCH expands to at most --max-batch-bytes;
+// the connection is closed); a BATCH or PBATCH expands to at most --max-batch-bytes;
 // waits are at most 3600000 ms; a connection idle for --idle-timeout ms is
 // closed. Admin commands need AUTH with the secret read from
 // --admin-secret-file at start; without one they are disabled.
 
+#include <logsync/raft/line_protocol.hpp>
 #include <logsync/raft/replicated_log.hpp>
 
 #include <arpa/inet.h>
@@ -81,6 +100,12 @@ using Clock = std::chrono::steady_clock;
 constexpr std::uint64_t kMaxWaitMs = 3'600'000;
 /// The most records one BATCH may append.
 constexpr std::uint64_t kMaxBatchCount = 100'000;
+using logsync::detail::kOldestProtocolVersion;
+using logsync::detail::kProtocolVersion;
+/// The most records one SCAN returns, and the bytes of records after
+/// which it stops (past the first record).
+constexpr std::uint64_t kMaxScanCount = 10'000;
+constexpr std::size_t kMaxScanBytes = 1U << 20;
 
 struct Options {
   logsync::NodeConfig node;
@@ -256,6 +281,47 @@ std::string Handle(Node& node, const Options& opts, Session& session, const std:
       for (std::uint64_t i = 0; i < n; ++i) records.push_back({.value = prefix + "-" + std::to_string(i)});
       return "OK " + std::to_string(node.AppendBatch(records));
     }
+    if (cmd == "HELLO") {
+      std::uint64_t v = 0;
+      if (!number(v) || !done()) return "ERR bad-request HELLO <version>";
+      if (v < kOldestProtocolVersion || v > kProtocolVersion)
+        return "ERR unsupported-version " + std::to_string(kOldestProtocolVersion) + " " +
+               std::to_string(kProtocolVersion);
+      return "OK " + std::to_string(kProtocolVersion);
+    }
+    if (cmd == "PAPPEND" || cmd == "PBATCH") {
+      std::uint64_t producer = 0, seq = 0, n = 1;
+      const char* usage = cmd == "PAPPEND" ? "ERR bad-request PAPPEND <producer 1..> <seq> <text>"
+                                           : "ERR bad-request PBATCH <producer 1..> <seq> <n 1..100000> <records>";
+      if (!number(producer) || producer == 0 || !number(seq)) return usage;
+      if (cmd == "PBATCH" && (!number(n) || n == 0 || n > kMaxBatchCount)) return usage;
+      std::vector<logsync::Record> records;
+      const std::string text = rest();
+      if (cmd == "PAPPEND") {
+        records.push_back({.value = text});
+      } else {
+        if (const std::uint64_t bytes = n * sizeof(logsync::Record) + text.size(); bytes > opts.max_batch_bytes)
+          return "ERR bad-request PBATCH expands to " + std::to_string(bytes) + " bytes, over the limit of " +
+                 std::to_string(opts.max_batch_bytes);
+        records.reserve(n);
+        auto take = [&](std::string_view v) { records.push_back({.value = std::string(v)}); };
+        if (!logsync::detail::ParseFramed(text, n, take)) return usage;
+      }
+      const auto r = node.AppendIdempotent(producer, seq, records);
+      return "OK " + std::to_string(r.first) + (r.duplicate ? " duplicate" : "");
+    }
+    if (cmd == "SCAN") {
+      std::uint64_t from = 0, max = 0;
+      if (!number(from) || !number(max) || max == 0 || max > kMaxScanCount || !done())
+        return "ERR bad-request SCAN <from> <max 1..10000>";
+      const std::uint64_t next = node.NextOffset();
+      const std::uint64_t end = next > from ? from + std::min(max, next - from) : from;
+      std::string records;
+      std::uint64_t n = 0;
+      for (std::uint64_t o = from; o < end && (n == 0 || records.size() < kMaxScanBytes); ++o, ++n)
+        logsync::detail::AppendFramed(records, node.Read(o).value);
+      return "OK " + std::to_string(n) + (n ? " " : "") + records;
+    }
     if (cmd == "READ") {
       std::uint64_t off = 0;
       if (!number(off) || !done()) return "ERR bad-request READ <offset>";
@@ -314,6 +380,8 @@ std::string Handle(Node& node, const Options& opts, Session& session, const std:
     return "ERR not-leader " + std::to_string(e.leader().id) + " " + Addresses(e.leader());
   } catch (const logsync::OffsetOutOfRange&) {
     return "ERR out-of-range";
+  } catch (const logsync::OutOfOrderSequence& e) {
+    return "ERR out-of-order " + std::string(e.what());
   } catch (const std::exception& e) {
     std::string what = e.what();
     for (char& ch : what)
@@ -323,7 +391,8 @@ std::string Handle(Node& node, const Options& opts, Session& session, const std:
     // effect: the client cannot know, and must not assume either.
     const auto* repl = dynamic_cast<const logsync::ReplicationError*>(&e);
     if (repl != nullptr && repl->code() == RAFT_BADROLE) return "ERR refused " + what;
-    if (cmd == "APPEND" || cmd == "BATCH" || cmd == "JOIN" || cmd == "REMOVE" || cmd == "TRANSFER")
+    if (cmd == "APPEND" || cmd == "BATCH" || cmd == "PAPPEND" || cmd == "PBATCH" || cmd == "JOIN" ||
+        cmd == "REMOVE" || cmd == "TRANSFER")
       return "ERR unknown-outcome " + what;
     return "ERR failed " + what;
   }

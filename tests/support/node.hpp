@@ -6,6 +6,8 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include "spawn.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -177,28 +179,11 @@ inline std::string ReadText(const std::string& path) {
 /// returns its pid and the read end of its stdout.
 inline std::pair<pid_t, int> Spawn(const std::vector<std::string>& args, const std::string& stderr_path,
                                    rlim_t nofile = 0) {
-  int out[2];
-  BOOST_REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
   std::vector<std::string> all{NodeProgram()};
   all.insert(all.end(), args.begin(), args.end());
-  const pid_t pid = ::fork();
-  BOOST_REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::dup2(out[1], 1);
-    const int err = ::open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    ::dup2(err, 2);
-    if (nofile != 0) {
-      const rlimit lim{nofile, nofile};
-      if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) ::_exit(126);
-    }
-    std::vector<char*> argv;
-    for (auto& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  ::close(out[1]);
-  return {pid, out[0]};
+  const auto started = SpawnProgram(std::move(all), stderr_path, nofile);
+  BOOST_REQUIRE_MESSAGE(started.first >= 0, "cannot start " << NodeProgram());
+  return started;
 }
 
 /// Waits up to 20 s for the "ready" line a started node writes on its

@@ -70,6 +70,20 @@ class ReplicationError : public Error {
   int code_;
 };
 
+/// An idempotent append the cluster refused: its sequence is below the
+/// producer's last one, or repeats it for a different number of records.
+/// Nothing was appended.
+class OutOfOrderSequence : public Error {
+ public:
+  OutOfOrderSequence(const std::string& what, std::uint64_t last)
+      : Error("logsync: " + what), last_(last) {}
+  /// The producer's last sequence, as far as the error knows it.
+  std::uint64_t last() const noexcept { return last_; }
+
+ private:
+  std::uint64_t last_;
+};
+
 /// How a node runs.
 struct NodeConfig {
   std::uint64_t id = 0;          ///< raft id, > 0, unique in the cluster
@@ -100,6 +114,13 @@ struct NodeConfig {
   /// the entries since the last snapshot in memory.
   unsigned snapshot_threshold = 1U << 16;
   unsigned snapshot_trailing = 1U << 13;    ///< entries kept after a snapshot
+  /// Idempotent appends: the producers the state machine remembers (the
+  /// least recently used is forgotten first), and how long after its last
+  /// append (in entry time, the leader's clock) a producer is forgotten. A
+  /// retry is recognised only while its producer is remembered. Must be the
+  /// same on every node: they decide the same only with the same limits.
+  std::size_t max_producers = 65536;
+  std::uint64_t producer_expiry_ms = 3'600'000;
 };
 
 }  // namespace logsync

@@ -39,6 +39,7 @@ extern "C" {
 #include <future>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <span>
 #include <string>
 #include <thread>
@@ -60,7 +61,9 @@ class ReplicatedLog {
       : config_(std::move(config)), codec_(std::move(codec)) {
     std::signal(SIGPIPE, SIG_IGN);  // a peer closing a connection must not kill the node
     std::filesystem::create_directories(config_.dir / "raft");
-    machine_ = std::make_unique<detail::LogMachine<S>>(config_.dir / "log", config_.log);
+    machine_ = std::make_unique<detail::LogMachine<S>>(
+        config_.dir / "log", config_.log,
+        detail::ProducerLimits{config_.max_producers, config_.producer_expiry_ms});
     Check(uv_loop_init(&loop_), "uv_loop_init");
     loop_.data = this;
     uv_async_init(&loop_, &async_, &ReplicatedLog::OnAsync);
@@ -102,27 +105,36 @@ class ReplicatedLog {
 
   /// Appends records as one raft entry at contiguous offsets; returns the
   /// first.
-  std::uint64_t AppendBatch(std::span<const R> records) {
-    raft_buffer buf = detail::EncodeEntry(
-        records.size(), [&](std::size_t i) { return codec_.EncodedSize(records[i]); },
-        [&](std::size_t i, std::span<std::byte> out) { codec_.Encode(records[i], out); });
-    auto done = std::make_shared<std::promise<std::uint64_t>>();
-    auto result = done->get_future();
-    try {
-      Post([this, buf, done = std::move(done)]() mutable {
-        auto* req = new ApplyRequest{{}, done, this};
-        req->req.data = req;
-        if (const int rv = raft_apply(&raft_, &req->req, &buf, 1, &ReplicatedLog::OnApplied); rv != 0) {
-          raft_free(buf.base);
-          delete req;
-          done->set_exception(ErrorFor(rv, "append"));
-        }
-      });
-    } catch (...) {
-      raft_free(buf.base);
-      throw;
+  std::uint64_t AppendBatch(std::span<const R> records) { return Submit(Encode(records, nullptr)); }
+
+  /// What an idempotent append did.
+  struct Appended {
+    std::uint64_t first = 0;  ///< offset of its first record
+    bool duplicate = false;   ///< a retry: the records were appended before, at `first`
+  };
+
+  /// Appends records as one idempotent append of `producer` (not 0)
+  /// numbered `sequence` (each append of a producer numbered above the
+  /// last; gaps are allowed). A retry (the producer's last sequence again,
+  /// while the cluster remembers the producer: NodeConfig::max_producers,
+  /// producer_expiry_ms) appends nothing and returns the first offset the
+  /// original got. Throws OutOfOrderSequence for a sequence below the last
+  /// (or the last again with another record count), otherwise as
+  /// AppendBatch.
+  Appended AppendIdempotent(std::uint64_t producer, std::uint64_t sequence, std::span<const R> records) {
+    if (producer == 0 || records.empty())
+      throw std::invalid_argument("logsync: an idempotent append needs a producer other than 0 and a record");
+    const detail::ProducerStamp stamp{producer, sequence, detail::EntryTimeNow()};
+    const detail::Outcome o = detail::OutcomeOf(Submit(Encode(records, &stamp)));
+    const std::string which = "producer " + std::to_string(producer) + " sequence " + std::to_string(sequence);
+    switch (o.admission) {
+      case detail::Admission::kNew: return Appended{o.first, false};
+      case detail::Admission::kDuplicate: return Appended{o.first, true};
+      case detail::Admission::kOutOfOrder:
+        throw OutOfOrderSequence(which + " is below the last one, " + std::to_string(o.first), o.first);
+      case detail::Admission::kMismatch: break;
     }
-    return Wait(result);
+    throw OutOfOrderSequence(which + " was appended before with another number of records", sequence);
   }
 
   /// The record at `offset` in this node's log (OffsetOutOfRange if it has
@@ -256,6 +268,33 @@ class ReplicatedLog {
     struct raft_transfer transfer;
     std::shared_ptr<std::promise<void>> done;
   };
+
+  raft_buffer Encode(std::span<const R> records, const detail::ProducerStamp* stamp) const {
+    return detail::EncodeEntry(
+        records.size(), [&](std::size_t i) { return codec_.EncodedSize(records[i]); },
+        [&](std::size_t i, std::span<std::byte> out) { codec_.Encode(records[i], out); }, stamp);
+  }
+
+  // Submits an entry (taking `buf`); waits for its apply callback's result.
+  std::uint64_t Submit(raft_buffer buf) {
+    auto done = std::make_shared<std::promise<std::uint64_t>>();
+    auto result = done->get_future();
+    try {
+      Post([this, buf, done = std::move(done)]() mutable {
+        auto* req = new ApplyRequest{{}, done, this};
+        req->req.data = req;
+        if (const int rv = raft_apply(&raft_, &req->req, &buf, 1, &ReplicatedLog::OnApplied); rv != 0) {
+          raft_free(buf.base);
+          delete req;
+          done->set_exception(ErrorFor(rv, "append"));
+        }
+      });
+    } catch (...) {
+      raft_free(buf.base);
+      throw;
+    }
+    return Wait(result);
+  }
 
   R Decode(const detail::Applied& a) const {
     R r = codec_.Decode(std::as_bytes(std::span(a.bytes)));

@@ -1,36 +1,24 @@
 #pragma once
 /// The raft state machine of a replicated log: a Log on disk that the raft
-/// engine (canonical/raft, `libraft-dev`) feeds committed entries into, and
-/// the wire form of those entries. The one seam between logsync and the
-/// engine's FSM interface; ReplicatedLog builds a node on it.
+/// engine (canonical/raft, `libraft-dev`) feeds committed entries into. The
+/// one seam between logsync and the engine's FSM interface; ReplicatedLog
+/// builds a node on it.
 ///
-///     raft entry (the buffer handed to raft_apply)
-///     +--------+------+--------------------------------------------------+
-///     | 0      | 4    | record count K (u32)                             |
-///     | 4      | ...  | K times: payload length N (u32), N payload bytes |
-///     | ...    | 0-7  | zero padding to a multiple of 8 bytes            |
-///     +--------+------+--------------------------------------------------+
-///
-/// The padding is required by this engine version: an entry whose length
-/// is not a multiple of 8 reaches followers shifted when several entries
-/// travel in one message.
-///
-///     announce entry (a node's client address; no record)
-///     +--------+------+--------------------------------------------------+
-///     | 0      | 4    | 0xFFFFFFFF (no record entry has that many)       |
-///     | 4      | 4    | address length N (u32)                           |
-///     | 8      | 8    | node id (u64)                                    |
-///     | 16     | N    | the address clients reach the node at            |
-///     | ...    | 0-7  | zero padding to a multiple of 8 bytes            |
-///     +--------+------+--------------------------------------------------+
-///
-/// A leader announces its client address once it leads, so that every node
-/// can redirect clients to it (the raft address is for raft only).
+/// The entries it applies (record, producer and announce entries) are in
+/// entry.hpp. A leader announces its client address once it leads, so that
+/// every node can redirect clients to it (the raft address is for raft
+/// only). A producer entry is an idempotent append: the producer table
+/// (producers.hpp) decides whether its records are appended, or are a
+/// retry of the producer's last append (answered with that append's
+/// offsets) or out of order (refused); either way every node decides the
+/// same, so the table and the log stay the same everywhere.
 ///
 /// Each record of the local log carries the raft index of the entry it came
 /// from (an 8-byte prefix before the codec's bytes), so applying is
 /// idempotent: the engine replays the entries after its last snapshot on
-/// every start, and entries the log already holds are skipped. The local
+/// every start, and entries the log already holds are skipped (their
+/// producer entries still go through the producer table, which the replay
+/// so rebuilds as it was). The local
 /// log runs without syncs, so a power loss can keep any prefix of its
 /// frames, ending inside an entry: Open counts how many records of the last
 /// entry it holds, and the replay of that entry appends the ones missing,
@@ -38,10 +26,12 @@
 /// (never skipping the rest of an entry, which would shift every later
 /// offset against the other nodes).
 ///
-///     snapshot: "LGSNAP02", raft index of the newest record (u64), next
+///     snapshot: "LGSNAP03", raft index of the newest record (u64), next
 ///     offset (u64), the client addresses known (u32 count, then per node
-///     its id (u64), address length N (u32) and N bytes), then the log's
-///     Reader() stream. "LGSNAP01" snapshots (no addresses) are read too.
+///     its id (u64), address length N (u32) and N bytes), the producer
+///     table (producers.hpp), then the log's Reader() stream. "LGSNAP02"
+///     snapshots (no producer table) and "LGSNAP01" ones (no addresses
+///     either) are read too.
 
 extern "C" {
 #include <raft.h>
@@ -52,6 +42,8 @@ extern "C" {
 #include <logsync/detail/wait.hpp>
 #include <logsync/error.hpp>
 #include <logsync/log.hpp>
+#include <logsync/raft/entry.hpp>
+#include <logsync/raft/producers.hpp>
 #include <logsync/snapshot.hpp>
 #include <logsync/sync.hpp>
 
@@ -95,88 +87,31 @@ struct AppliedCodec {
   }
 };
 
-inline constexpr std::size_t kEntryAlign = 8;
+inline constexpr char kSnapshotMagicV1[8] = {'L', 'G', 'S', 'N', 'A', 'P', '0', '1'};
+inline constexpr char kSnapshotMagicV2[8] = {'L', 'G', 'S', 'N', 'A', 'P', '0', '2'};
+inline constexpr char kSnapshotMagic[8] = {'L', 'G', 'S', 'N', 'A', 'P', '0', '3'};
+inline constexpr std::size_t kSnapshotHeaderBytes = 24;
 
-/// Encodes records as one raft entry (see the file comment) in memory from
-/// raft_malloc, as raft_apply requires. `size(i)` and `encode(i, out)` give
-/// record i's codec bytes.
-template <class Size, class Encode>
-raft_buffer EncodeEntry(std::size_t count, Size size, Encode encode) {
-  std::size_t len = 4;
-  for (std::size_t i = 0; i < count; ++i) len += 4 + size(i);
-  len = (len + kEntryAlign - 1) / kEntryAlign * kEntryAlign;
-  auto* base = static_cast<std::byte*>(raft_malloc(len));
-  if (base == nullptr) throw std::bad_alloc();
-  std::memset(base, 0, len);
-  StoreLE<std::uint32_t>(base, static_cast<std::uint32_t>(count));
-  std::size_t at = 4;
-  for (std::size_t i = 0; i < count; ++i) {
-    const std::size_t n = size(i);
-    StoreLE<std::uint32_t>(base + at, static_cast<std::uint32_t>(n));
-    encode(i, std::span<std::byte>(base + at + 4, n));
-    at += 4 + n;
-  }
-  return raft_buffer{base, len};
-}
-
-/// The records' bytes of a raft entry, or false if it does not parse.
-inline bool DecodeEntry(std::span<const std::byte> entry, std::vector<std::span<const std::byte>>& out) {
-  out.clear();
-  if (entry.size() < 4 || entry.size() % kEntryAlign != 0) return false;
-  const std::uint32_t count = LoadLE<std::uint32_t>(entry.data());
-  std::size_t at = 4;
-  for (std::uint32_t i = 0; i < count; ++i) {
-    if (entry.size() - at < 4) return false;
-    const std::uint32_t n = LoadLE<std::uint32_t>(entry.data() + at);
-    if (entry.size() - at - 4 < n) return false;
-    out.push_back(entry.subspan(at + 4, n));
-    at += 4 + n;
-  }
-  for (; at < entry.size(); ++at)
-    if (entry[at] != std::byte{0}) return false;  // padding only
-  return true;
-}
-
-inline constexpr std::uint32_t kAnnounceMarker = 0xFFFFFFFFU;
-
-/// A node's announcement of its client address.
-struct Announce {
-  std::uint64_t id = 0;
-  std::string address;
+/// What applying an idempotent append did: its admission and, for a new
+/// append or a duplicate, the offsets of its records.
+struct Outcome {
+  Admission admission = Admission::kNew;
+  std::uint64_t first = 0;  ///< first offset (kNew, kDuplicate); the last sequence (kOutOfOrder)
+  std::uint64_t count = 0;  ///< records (the original append's for kDuplicate, kMismatch)
 };
 
-/// The announce entry of `a` (see the file comment), from raft_malloc.
-inline raft_buffer EncodeAnnounce(const Announce& a) {
-  const std::size_t len = (16 + a.address.size() + kEntryAlign - 1) / kEntryAlign * kEntryAlign;
-  auto* base = static_cast<std::byte*>(raft_malloc(len));
-  if (base == nullptr) throw std::bad_alloc();
-  std::memset(base, 0, len);
-  StoreLE<std::uint32_t>(base, kAnnounceMarker);
-  StoreLE<std::uint32_t>(base + 4, static_cast<std::uint32_t>(a.address.size()));
-  StoreLE<std::uint64_t>(base + 8, a.id);
-  if (!a.address.empty()) std::memcpy(base + 16, a.address.data(), a.address.size());
-  return raft_buffer{base, len};
+/// An outcome as the apply callback's result pointer value (the leader's
+/// apply callback gets it back; nothing to allocate or free): the
+/// admission in the top 2 bits, `first` (saturated) below. A record
+/// entry's result is its first offset, which has those bits clear.
+inline void* OutcomeResult(const Outcome& o) noexcept {
+  constexpr std::uint64_t kLow = (std::uint64_t{1} << 62) - 1;
+  return reinterpret_cast<void*>(static_cast<std::uintptr_t>(
+      (std::uint64_t{static_cast<std::uint8_t>(o.admission)} << 62) | std::min(o.first, kLow)));
 }
-
-/// The announcement an entry carries; nullopt for a record entry; false in
-/// `ok` if it is an announce entry that does not parse.
-inline std::optional<Announce> DecodeAnnounce(std::span<const std::byte> entry, bool& ok) {
-  ok = true;
-  if (entry.size() < 4 || LoadLE<std::uint32_t>(entry.data()) != kAnnounceMarker) return std::nullopt;
-  ok = false;
-  if (entry.size() < 16 || entry.size() % kEntryAlign != 0) return std::nullopt;
-  const std::uint32_t n = LoadLE<std::uint32_t>(entry.data() + 4);
-  if (entry.size() - 16 < n || entry.size() - 16 - n >= kEntryAlign) return std::nullopt;
-  for (std::size_t at = 16 + n; at < entry.size(); ++at)
-    if (entry[at] != std::byte{0}) return std::nullopt;
-  ok = true;
-  return Announce{LoadLE<std::uint64_t>(entry.data() + 8),
-                  std::string(reinterpret_cast<const char*>(entry.data()) + 16, n)};
+inline Outcome OutcomeOf(std::uint64_t result) noexcept {
+  return Outcome{static_cast<Admission>(result >> 62), result & ((std::uint64_t{1} << 62) - 1), 0};
 }
-
-inline constexpr char kSnapshotMagicV1[8] = {'L', 'G', 'S', 'N', 'A', 'P', '0', '1'};
-inline constexpr char kSnapshotMagic[8] = {'L', 'G', 'S', 'N', 'A', 'P', '0', '2'};
-inline constexpr std::size_t kSnapshotHeaderBytes = 24;
 
 /// The raft FSM over a local Log in `dir`: applies committed entries,
 /// snapshots and restores the log. Engine callbacks run on the engine's
@@ -186,7 +121,8 @@ class LogMachine {
  public:
   using LocalLog = Log<Applied, AppliedCodec, S>;
 
-  LogMachine(std::filesystem::path dir, Config config) : dir_(std::move(dir)), config_(config) {
+  LogMachine(std::filesystem::path dir, Config config, ProducerLimits limits = {})
+      : dir_(std::move(dir)), config_(config), producers_(limits) {
     Open();
     fsm_.version = 1;
     fsm_.data = this;
@@ -241,6 +177,18 @@ class LogMachine {
     return it == clients_.end() ? std::string() : it->second;
   }
 
+  /// The producer table's entry for `producer` (see producers.hpp).
+  std::optional<ProducerState> Producer(std::uint64_t producer) const {
+    std::shared_lock lock(mu_);
+    return producers_.Find(producer);
+  }
+
+  /// The producer table, least recently used first, and its clock.
+  std::pair<std::vector<ProducerState>, std::uint64_t> Producers() const {
+    std::shared_lock lock(mu_);
+    return {producers_.States(), producers_.NowMs()};
+  }
+
   /// Apply failures (an I/O error of the local log) so far.
   std::string LastError() const {
     std::lock_guard lock(wait_mu_);
@@ -252,31 +200,66 @@ class LogMachine {
     if (log_) log_->Close();
   }
 
-  /// Applies the committed entry at raft index `index`, whose records'
-  /// bytes are `records` (what the engine's apply callback does); returns
-  /// the offset of its first record. An entry the local log holds already
-  /// is skipped; of the entry it holds only a prefix of (see the file
-  /// comment), the rest is appended.
+  /// Applies the committed record entry at raft index `index`, whose
+  /// records' bytes are `records` (what the engine's apply callback does);
+  /// returns the offset of its first record. An entry the local log holds
+  /// already is skipped; of the entry it holds only a prefix of (see the
+  /// file comment), the rest is appended.
   std::uint64_t Apply(std::uint64_t index, std::span<const std::span<const std::byte>> records) {
     std::unique_lock lock(mu_);
-    const std::uint64_t next = log_->NextOffset();
-    if (records.empty() || index < last_index_) return next;
+    return AppendLocked(index, records);
+  }
+
+  /// Applies the committed producer entry at raft index `index`: appends
+  /// its records as Apply does unless the producer table refuses them or
+  /// knows them as a retry (then nothing is appended). Replayed entries
+  /// the local log holds update the table as they did the first time.
+  Outcome ApplyIdempotent(std::uint64_t index, const ProducerStamp& stamp,
+                          std::span<const std::span<const std::byte>> records) {
+    std::unique_lock lock(mu_);
+    ProducerState last;
+    const Admission admission = producers_.Check(stamp, records.size(), last);
+    switch (admission) {
+      case Admission::kNew: break;
+      case Admission::kDuplicate: return Outcome{admission, last.first, last.count};
+      case Admission::kOutOfOrder: return Outcome{admission, last.sequence, last.count};
+      case Admission::kMismatch: return Outcome{admission, last.first, last.count};
+    }
+    const std::uint64_t first = AppendLocked(index, records);
+    producers_.Remember(stamp, first, records.size());
+    return Outcome{Admission::kNew, first, records.size()};
+  }
+
+ private:
+  // Under mu_ (unique). `applied_next_` is the next offset as of the entries
+  // applied (or replayed) so far: the first offset of an entry the local
+  // log holds already, for the producer table.
+  std::uint64_t AppendLocked(std::uint64_t index, std::span<const std::span<const std::byte>> records) {
+    const std::uint64_t first = applied_next_;
+    if (records.empty()) return first;
+    if (index < last_index_) {
+      applied_next_ += records.size();
+      return first;
+    }
     const std::size_t held = index == last_index_ ? last_held_ : 0;
     if (held > records.size())
       throw Error("logsync: the local log holds " + std::to_string(held) + " records of raft entry " +
                   std::to_string(index) + ", which has " + std::to_string(records.size()));
-    if (held == records.size()) return next - held;
+    if (held == records.size()) {
+      applied_next_ = log_->NextOffset();
+      return applied_next_ - held;
+    }
     std::vector<Applied> batch;
     batch.reserve(records.size() - held);
     for (auto p : records.subspan(held))
       batch.push_back(Applied{0, index, std::string(reinterpret_cast<const char*>(p.data()), p.size())});
-    const std::uint64_t first = log_->AppendBatch(batch) - held;
+    const std::uint64_t at = log_->AppendBatch(batch) - held;
     last_index_ = index;
     last_held_ = records.size();
-    return first;
+    applied_next_ = log_->NextOffset();
+    return at;
   }
 
- private:
   void Open() {
     log_ = std::make_unique<LocalLog>(dir_, config_);
     last_index_ = 0;
@@ -318,15 +301,17 @@ class LogMachine {
       return 0;
     }
     std::vector<std::span<const std::byte>> parts;
-    if (!ok || !DecodeEntry(std::span(static_cast<const std::byte*>(buf->base), buf->len), parts)) {
+    ProducerStamp stamp;
+    const bool producer = ok && IsProducerEntry(entry);
+    if (!ok || !(producer ? DecodeProducerEntry(entry, stamp, parts) : DecodeEntry(entry, parts))) {
       self->Notify("malformed raft entry at index " + std::to_string(index));
       return RAFT_MALFORMED;
     }
     try {
-      const std::uint64_t first = self->Apply(index, parts);
-      // The first offset travels back to the leader's apply callback as the
-      // result pointer's value (nothing to allocate or free).
-      *result = reinterpret_cast<void*>(static_cast<std::uintptr_t>(first));
+      // The outcome travels back to the leader's apply callback as the
+      // result pointer's value (see OutcomeResult).
+      *result = OutcomeResult(producer ? self->ApplyIdempotent(index, stamp, parts)
+                                       : Outcome{Admission::kNew, self->Apply(index, parts), parts.size()});
     } catch (const std::exception& e) {
       self->Notify(e.what());
       return RAFT_IOERR;
@@ -342,7 +327,9 @@ class LogMachine {
       auto reader = self->log_->Reader();
       std::size_t directory = 4;
       for (const auto& [id, address] : self->clients_) directory += 12 + address.size();
-      std::size_t cap = std::max<std::size_t>(1 << 20, kSnapshotHeaderBytes + directory), len = kSnapshotHeaderBytes;
+      const std::size_t table = self->producers_.EncodedSize();
+      std::size_t cap = std::max<std::size_t>(1 << 20, kSnapshotHeaderBytes + directory + table),
+                  len = kSnapshotHeaderBytes;
       auto* base = static_cast<std::byte*>(raft_malloc(cap));
       if (base == nullptr) return RAFT_NOMEM;
       std::memcpy(base, kSnapshotMagic, 8);
@@ -356,6 +343,8 @@ class LogMachine {
         if (!address.empty()) std::memcpy(base + len + 12, address.data(), address.size());
         len += 12 + address.size();
       }
+      self->producers_.Encode(base + len);
+      len += table;
       for (;;) {
         if (len == cap) {
           auto* grown = static_cast<std::byte*>(raft_realloc(base, cap * 2));
@@ -389,8 +378,11 @@ class LogMachine {
   static int RestoreCb(raft_fsm* fsm, raft_buffer* buf) {
     auto* self = static_cast<LogMachine*>(fsm->data);
     const std::span<const std::byte> bytes(static_cast<const std::byte*>(buf->base), buf->len);
-    const bool v2 = bytes.size() >= kSnapshotHeaderBytes && std::memcmp(bytes.data(), kSnapshotMagic, 8) == 0;
-    if (!v2 && (bytes.size() < kSnapshotHeaderBytes || std::memcmp(bytes.data(), kSnapshotMagicV1, 8) != 0)) {
+    auto is = [&](const char* magic) {
+      return bytes.size() >= kSnapshotHeaderBytes && std::memcmp(bytes.data(), magic, 8) == 0;
+    };
+    const bool v3 = is(kSnapshotMagic), v2 = v3 || is(kSnapshotMagicV2);
+    if (!v2 && !is(kSnapshotMagicV1)) {
       self->Notify("snapshot is not a logsync snapshot");
       return RAFT_MALFORMED;
     }
@@ -415,6 +407,15 @@ class LogMachine {
         at += 12 + n;
       }
     }
+    ProducerTable producers(self->producers_.Limits());  // none before LGSNAP03
+    if (v3) {
+      const auto used = producers.Decode(bytes.subspan(at));
+      if (!used) {
+        self->Notify("snapshot's producer table does not parse");
+        return RAFT_MALFORMED;
+      }
+      at += *used;
+    }
     try {
       std::unique_lock lock(self->mu_);
       // The local log already holds every record of the snapshot (records
@@ -435,6 +436,8 @@ class LogMachine {
         self->restored_.fetch_add(1, std::memory_order_relaxed);
       }
       if (v2) self->clients_ = std::move(clients);
+      self->producers_ = std::move(producers);
+      self->applied_next_ = snap_next;
     } catch (const std::exception& e) {
       self->Notify(std::string("restore: ") + e.what());
       return RAFT_CORRUPT;
@@ -450,11 +453,14 @@ class LogMachine {
   Config config_;
   raft_fsm fsm_{};
   struct raft* raft_ = nullptr;
-  mutable std::shared_mutex mu_;  // guards log_ (swapped by a restore), last_index_, last_held_, clients_
+  // Guards log_ (swapped by a restore), last_index_, last_held_, applied_next_, clients_, producers_.
+  mutable std::shared_mutex mu_;
   std::unique_ptr<LocalLog> log_;
   std::uint64_t last_index_ = 0;  // raft index of the newest record
   std::uint64_t last_held_ = 0;   // records of that entry the log holds
+  std::uint64_t applied_next_ = 0;  // next offset as of the entries applied (see AppendLocked)
   std::map<std::uint64_t, std::string> clients_;  // client addresses announced, by node id
+  ProducerTable producers_;
   mutable std::mutex wait_mu_;
   mutable std::condition_variable applied_cv_;
   std::string last_error_;
