@@ -55,20 +55,10 @@ void Report(benchmark::State& state, std::size_t frame_bytes) {
 
 void BM_RawWrite(benchmark::State& state) {
   RawTarget t(state, "raw");
-  const int fd = t.fd;
-  const auto& frame = t.frame;
-  std::vector<std::byte> buf(1 << 20);
-  std::size_t used = 0;
-  for (auto _ : state) {
-    if (used + frame.size() > buf.size()) {
-      bench::WriteAll(fd, buf.data(), used);
-      used = 0;
-    }
-    std::memcpy(buf.data() + used, frame.data(), frame.size());
-    used += frame.size();
-  }
-  bench::WriteAll(fd, buf.data(), used);
-  Report(state, frame.size());
+  bench::BufferedWriter out(t.fd);
+  for (auto _ : state) out.Add(t.frame);
+  out.Flush();
+  Report(state, t.frame.size());
 }
 
 void BM_MappedCopy(benchmark::State& state) {

@@ -56,6 +56,27 @@ inline void WriteAll(int fd, const std::byte* p, std::size_t n) {
   }
 }
 
+/// The buffered-write() ceiling: frames collected in 1 MiB of process
+/// memory, written with one write() each time it fills (and by Flush).
+class BufferedWriter {
+ public:
+  explicit BufferedWriter(int fd) : fd_(fd), buf_(1 << 20) {}
+  void Add(const std::vector<std::byte>& frame) {
+    if (used_ + frame.size() > buf_.size()) Flush();
+    std::memcpy(buf_.data() + used_, frame.data(), frame.size());
+    used_ += frame.size();
+  }
+  void Flush() {
+    WriteAll(fd_, buf_.data(), used_);
+    used_ = 0;
+  }
+
+ private:
+  int fd_;
+  std::vector<std::byte> buf_;
+  std::size_t used_ = 0;
+};
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 inline int FreePort() {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -13,7 +13,7 @@
 //   W4  BM_<Peer>_W4ReadRandom       random point reads by key, 1 and 2 threads
 //   W5  BM_<Peer>_W5Scan             a full sequential scan (iterator)
 // W4 and W5 share one store per peer, filled once per process (outside the
-// timed loops) with LOGSYNC_BENCH_RECORDS records of 100 bytes (default
+// timed loops) with LOGSYNC_BENCH_READ_RECORDS (else LOGSYNC_BENCH_RECORDS) records of 100 bytes (default
 // 1,000,000), brought to a steady state (RocksDB/LevelDB: flushed and
 // compacted; SQLite: WAL checkpointed) and read through once (verified,
 // warm cache) before the first timed read.
@@ -106,20 +106,28 @@ constexpr std::uint64_t kTxnRecords = 1000;  // LMDB/SQLite W1/W2: records per t
   std::abort();
 }
 
+/// A positive count from environment variable `name`, else `fallback`.
+std::uint64_t EnvCount(const char* name, std::uint64_t fallback) {
+  const char* env = std::getenv(name);
+  if (env == nullptr || *env == '\0') return fallback;
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long v = std::strtoull(env, &end, 10);
+  if (errno != 0 || *end != '\0' || v == 0)
+    Die("setup", std::string("parsing ") + name, std::string("not a positive integer: '") + env + "'");
+  return static_cast<std::uint64_t>(v);
+}
+
+/// Records W1 appends (W2 a tenth): LOGSYNC_BENCH_RECORDS, default 1,000,000.
+std::uint64_t AppendRecords() {
+  static const std::uint64_t n = EnvCount("LOGSYNC_BENCH_RECORDS", 1000000);
+  return n;
+}
+
 /// Records in the store W4 and W5 read: LOGSYNC_BENCH_READ_RECORDS, else
-/// LOGSYNC_BENCH_RECORDS, default 1,000,000.
+/// as many as W1 appends.
 std::uint64_t ReadRecords() {
-  static const std::uint64_t n = [] {
-    const char* env = std::getenv("LOGSYNC_BENCH_READ_RECORDS");
-    if (env == nullptr || *env == '\0') env = std::getenv("LOGSYNC_BENCH_RECORDS");
-    if (env == nullptr || *env == '\0') return std::uint64_t{1000000};
-    char* end = nullptr;
-    errno = 0;
-    const unsigned long long v = std::strtoull(env, &end, 10);
-    if (errno != 0 || *end != '\0' || v == 0)
-      Die("setup", "parsing LOGSYNC_BENCH_RECORDS", std::string("not a positive integer: '") + env + "'");
-    return static_cast<std::uint64_t>(v);
-  }();
+  static const std::uint64_t n = EnvCount("LOGSYNC_BENCH_READ_RECORDS", AppendRecords());
   return n;
 }
 
@@ -701,14 +709,14 @@ void RegisterWorkload(Workload w) {
   };
   switch (w) {
     // W1 and W2 append a fixed count, as append_bench does for logsync.
-    case Workload::kW1: add("W1Append100", &W1Append100<P>)->Iterations(static_cast<std::int64_t>(ReadRecords())); break;
+    case Workload::kW1: add("W1Append100", &W1Append100<P>)->Iterations(static_cast<std::int64_t>(AppendRecords())); break;
     case Workload::kW1c:  // only the peers that batch W1 in process memory
       if (std::string_view(P::kName) == "LMDB" || std::string_view(P::kName) == "SQLite")
         add("W1cAppend100CommitEach", &W1cAppend100CommitEach<P>)
-            ->Iterations(static_cast<std::int64_t>(ReadRecords()));
+            ->Iterations(static_cast<std::int64_t>(AppendRecords()));
       break;
     case Workload::kW2:
-      add("W2Append4096", &W2Append4096<P>)->Iterations(static_cast<std::int64_t>(ReadRecords() / 10));
+      add("W2Append4096", &W2Append4096<P>)->Iterations(static_cast<std::int64_t>(AppendRecords() / 10));
       break;
     case Workload::kW3a: add("W3aAppendSync", &W3aAppendSync<P>); break;
     case Workload::kW3b: add("W3bAppendBatchSync", &W3bAppendBatchSync<P>); break;

@@ -68,18 +68,10 @@ double Median(std::vector<double> v) {
 double Write(const std::vector<std::byte>& frame, std::uint64_t count) {
   bench::ScratchDir dir("sustained-write");
   const int fd = bench::OpenScratchFile(dir.path() / "raw");
-  std::vector<std::byte> buf(1 << 20);
-  std::size_t used = 0;
+  bench::BufferedWriter out(fd);
   const auto t0 = Clock::now();
-  for (std::uint64_t i = 0; i < count; ++i) {
-    if (used + frame.size() > buf.size()) {
-      bench::WriteAll(fd, buf.data(), used);
-      used = 0;
-    }
-    std::memcpy(buf.data() + used, frame.data(), frame.size());
-    used += frame.size();
-  }
-  bench::WriteAll(fd, buf.data(), used);
+  for (std::uint64_t i = 0; i < count; ++i) out.Add(frame);
+  out.Flush();
   const double s = Seconds(t0);
   ::close(fd);
   return static_cast<double>(count) / s;

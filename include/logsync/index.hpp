@@ -102,15 +102,8 @@ class Index {
     const std::uint64_t end = detail::IndexEntryPosition(n);
     if (end <= allocated_bytes_) return;
     const std::uint64_t from = allocated_bytes_;
-    const std::uint64_t target = std::min(mapped_bytes_, std::max(end, allocated_bytes_ + kIndexAllocateStep));
-    try {
-      file_.Allocate(allocated_bytes_, target - allocated_bytes_);
-      allocated_bytes_ = target;
-    } catch (const IoError&) {
-      if (target == end) throw;
-      file_.Allocate(allocated_bytes_, end - allocated_bytes_);
-      allocated_bytes_ = end;
-    }
+    allocated_bytes_ = file_.AllocateAhead(allocated_bytes_, end,
+                                           std::min(mapped_bytes_, std::max(end, allocated_bytes_ + kIndexAllocateStep)));
     // Entries two steps behind leave the resident set (readers map again
     // what they read), as the store's written part does.
     if (from >= released_bytes_ + 3 * kIndexAllocateStep) {

@@ -160,15 +160,7 @@ class Store {
   // zeros to disk before the records (measured: the first sync::Always
   // append of each step took 10-20 ms).
   void Allocate(std::uint64_t end) {
-    const std::uint64_t target = std::min(mapped_bytes_, std::max(end, allocated_ + grow_));
-    try {
-      file_.Allocate(allocated_, target - allocated_);
-      allocated_ = target;
-    } catch (const IoError&) {
-      if (target == end) throw;
-      file_.Allocate(allocated_, end - allocated_);
-      allocated_ = end;
-    }
+    allocated_ = file_.AllocateAhead(allocated_, end, std::min(mapped_bytes_, std::max(end, allocated_ + grow_)));
   }
 
   detail::File file_;

@@ -150,6 +150,21 @@ class File {
     if (rc != 0) throw IoError(path_, rc, "allocate");
   }
 
+  /// Allocates the file from `allocated` (what is allocated now) through
+  /// `target`, or, where that room is not there (a nearly full disk, a file
+  /// size limit), through `end` (<= target) only; returns the new end of
+  /// the allocation. Throws IoError when not even `end` fits.
+  std::uint64_t AllocateAhead(std::uint64_t allocated, std::uint64_t end, std::uint64_t target) const {
+    try {
+      Allocate(allocated, target - allocated);
+      return target;
+    } catch (const IoError&) {
+      if (target == end) throw;
+      Allocate(allocated, end - allocated);
+      return end;
+    }
+  }
+
   /// fdatasync. Never retried after a failure: the caller must treat the
   /// file's unsynced contents as lost.
   void DataSync() const {
