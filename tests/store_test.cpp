@@ -7,6 +7,13 @@
 #include "support/syscalls.hpp"
 #include "support/temp_dir.hpp"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <optional>
+#include <vector>
+
 using namespace logsync;
 using test::Frame;
 using test::TempDir;
@@ -144,4 +151,63 @@ BOOST_AUTO_TEST_CASE(failed_sync_throws_sync_error) {
   test::SyscallHooks hooks;
   hooks.fail_sync_at = 1;
   BOOST_CHECK_EXCEPTION(s.Sync(), SyncError, [](const SyncError& e) { return e.error() == EIO; });
+}
+
+namespace {
+
+// Pages of [from, from + len) of `path` in the page cache (mincore over a
+// mapping of our own).
+std::size_t CachedPages(const std::filesystem::path& path, std::uint64_t from, std::uint64_t len) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  BOOST_REQUIRE(fd >= 0);
+  void* m = ::mmap(nullptr, from + len, PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  BOOST_REQUIRE(m != MAP_FAILED);
+  const std::size_t page = 4096, first = from / page, n = (from + len) / page - first;
+  std::vector<unsigned char> in(first + n);
+  BOOST_REQUIRE(::mincore(m, from + len, in.data()) == 0);
+  ::munmap(m, from + len);
+  std::size_t cached = 0;
+  for (std::size_t i = first; i < first + n; ++i) cached += in[i] & 1;
+  return cached;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(prefault_hands_out_the_room_allocated_ahead_and_populates_it) {
+  TempDir dir;
+  constexpr std::uint64_t kGrow = 64 << 10;
+  auto s = Store::Create(dir / "p.store", 0);
+  s.Map(64 << 20, kGrow);
+  s.SetPrefault(true);
+  const auto f = Frame(0, std::string(1000, 'p'));
+  // The first step has no step before it to time: nothing ahead yet.
+  s.Append(f);
+  BOOST_TEST(!s.TakeAhead().has_value());
+  std::optional<Store::Ahead> ahead;
+  while (!ahead) {  // the next allocation, a step later, follows a fast step
+    s.Append(f);
+    ahead = s.TakeAhead();
+  }
+  BOOST_TEST(ahead->from >= s.Size());
+  BOOST_TEST(ahead->len >= kGrow);  // a step further ahead than without prefault
+  BOOST_TEST(!s.TakeAhead().has_value());  // handed out once
+  BOOST_REQUIRE(std::filesystem::file_size(dir / "p.store") >= ahead->from + ahead->len);  // allocated
+  const std::uint64_t from = (ahead->from + 4095) / 4096 * 4096, len = ahead->len - (from - ahead->from);
+  BOOST_TEST(CachedPages(dir / "p.store", from, len) == 0U);  // allocated, not in memory
+  s.Populate(*ahead);
+  BOOST_TEST(CachedPages(dir / "p.store", from, len) == len / 4096);
+  // Appends go on over the populated room, and read back.
+  const std::uint64_t at = s.Append(f);
+  BOOST_TEST(ReadBack(s, at, f.size()) == test::AsString(f));
+}
+
+BOOST_AUTO_TEST_CASE(without_prefault_nothing_is_handed_out) {
+  TempDir dir;
+  auto s = Store::Create(dir / "q.store", 0);
+  s.Map(64 << 20, 64 << 10);
+  const auto f = Frame(0, std::string(1000, 'q'));
+  for (int i = 0; i < 1000; ++i) s.Append(f);
+  BOOST_TEST(!s.TakeAhead().has_value());
+  BOOST_TEST(std::filesystem::file_size(dir / "q.store") <= s.Size() + (64 << 10));  // one step ahead at most
 }

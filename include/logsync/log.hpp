@@ -49,6 +49,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -90,7 +91,8 @@ class Log {
         config_(detail::Resolve(config)),
         codec_(std::move(codec)),
         sync_(config_),
-        segments_(dir_, config_),
+        segments_(dir_, config_,
+                  std::is_same_v<S, sync::None> ? SegmentSet::Prefault::kAhead : SegmentSet::Prefault::kOff),
         commit_(dir_.string(), [this] {
           // The target first: every offset below it is in the active
           // segment read next or in one rolled before it, whose seal

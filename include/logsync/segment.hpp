@@ -181,6 +181,13 @@ class Segment {
     index_->SetCount(n);
   }
 
+  /// See Store::SetPrefault (writer only).
+  void SetPrefault(bool on) noexcept { store_->SetPrefault(on); }
+  /// The store's room allocated ahead since the last call (writer only).
+  std::optional<Store::Ahead> TakeAhead() noexcept { return store_->TakeAhead(); }
+  /// Populates room a TakeAhead gave (any thread; a hint).
+  void PopulateAhead(const Store::Ahead& a) const noexcept { store_->Populate(a); }
+
   /// Index entry of a published offset (the caller checked the range),
   /// checked against its neighbour: entries chain through the store, so a
   /// damaged entry of a sealed index (whose middle is not verified at open)

@@ -13,6 +13,9 @@
 /// a copy of the list, which keeps each segment's files mapped until the
 /// last holder lets go.
 ///
+/// The active store's pages can be mapped ahead of the writer by a
+/// prefaulter (detail/prefaulter.hpp; Prefault::kAhead).
+///
 /// A roll starts the new segment and hands the full one to a sealer
 /// (detail/sealer.hpp), which syncs and trims it in the background; every
 /// sync of the log first waits for it (FinishSeals). After a crash, Open
@@ -25,6 +28,7 @@
 
 #include <logsync/config.hpp>
 #include <logsync/detail/file.hpp>
+#include <logsync/detail/prefaulter.hpp>
 #include <logsync/detail/reader_registry.hpp>
 #include <logsync/detail/sealer.hpp>
 #include <logsync/error.hpp>
@@ -68,9 +72,13 @@ class SegmentSet {
     std::vector<std::uint64_t> stores, indexes;
   };
 
+  /// Whether the active segment's pages are mapped ahead of the writer
+  /// (detail/prefaulter.hpp): for logs that do not sync as they go.
+  enum class Prefault { kOff, kAhead };
+
   /// A closed set for the log in `dir`; `config` is resolved.
-  SegmentSet(std::filesystem::path dir, const Config& config)
-      : dir_(std::move(dir)), config_(config), sealer_(dir_) {}
+  SegmentSet(std::filesystem::path dir, const Config& config, Prefault prefault = Prefault::kOff)
+      : dir_(std::move(dir)), config_(config), prefault_(prefault == Prefault::kAhead), sealer_(dir_) {}
   SegmentSet(const SegmentSet&) = delete;
   SegmentSet& operator=(const SegmentSet&) = delete;
 
@@ -183,6 +191,7 @@ class SegmentSet {
       segs.push_back(std::move(seg));
     }
     if (segs.empty()) segs.push_back(Segment::Create(dir_, config_.segment.initial_offset, config_));
+    segs.back()->SetPrefault(prefault_);
     std::unique_lock w(mu_);
     segments_ = std::move(segs);
     lowest_offset_.store(segments_.front()->BaseOffset(), std::memory_order_release);
@@ -196,6 +205,7 @@ class SegmentSet {
   /// sealed (false after a failed seal: the active one must not be sealed
   /// then, see Open).
   Segments Close(bool* sealed = nullptr) {
+    prefaulter_.Stop();
     const bool ok = sealer_.Stop();
     if (sealed) *sealed = ok;
     Segments segs;
@@ -299,6 +309,7 @@ class SegmentSet {
     if (fits) {  // the common case: one write
       seg->Append(frames, lengths, payload_crcs);
       next_offset_.store(seg->NextOffset(), std::memory_order_release);
+      PrefaultAhead();
       return first;
     }
     std::size_t i = 0;
@@ -316,6 +327,7 @@ class SegmentSet {
       at += bytes;
       i = j;
     }
+    PrefaultAhead();
     return first;
   }
 
@@ -326,6 +338,7 @@ class SegmentSet {
   Segment& Roll() {
     SegmentPtr old = segments_.back();
     SegmentPtr next = Segment::Create(dir_, old->NextOffset(), config_, Segment::DirSync::kDeferred);
+    next->SetPrefault(prefault_);
     try {
       sealer_.Submit(old);  // before `next` is visible: a sync that sees it waits for this seal
     } catch (...) {
@@ -389,6 +402,12 @@ class SegmentSet {
   }
 
  private:
+  // Hands what the active store allocated ahead to the prefaulter (writer).
+  void PrefaultAhead() {
+    if (!prefault_) return;
+    if (auto ahead = segments_.back()->TakeAhead()) prefaulter_.Submit(segments_.back(), *ahead);
+  }
+
   // What Read and View use without the lock: the segments and their base
   // offsets, published after every change to segments_.
   struct Table {
@@ -459,7 +478,9 @@ class SegmentSet {
 
   const std::filesystem::path dir_;
   const Config config_;
+  const bool prefault_;
   mutable detail::Sealer sealer_;  // seals rolled segments; stopped by Close (Finish is a wait, not a change)
+  detail::Prefaulter prefaulter_;  // stopped by Close, before the sealer
 
   mutable std::shared_mutex mu_;  // guards segments_; the writer changes it only under it, exclusively
   Segments segments_;

@@ -10,13 +10,16 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace logsync {
@@ -94,6 +97,26 @@ class Store {
     return pos;
   }
 
+  /// Bytes allocated ahead of the writer, to be populated off the append
+  /// path (detail/prefaulter.hpp).
+  struct Ahead {
+    std::uint64_t from, len;
+  };
+
+  /// With `on`, each allocation reaches a step further ahead, and a step
+  /// filled within kFastStep of the one before leaves its room ahead for
+  /// TakeAhead (a log appending slowly gets no prefault: its populated,
+  /// dirty zeros could reach the disk before its records).
+  void SetPrefault(bool on) noexcept { prefault_ = on; }
+
+  /// The room allocated ahead since the last call, if any, to populate.
+  std::optional<Ahead> TakeAhead() noexcept { return std::exchange(ahead_, std::nullopt); }
+
+  /// Populates `a` in the mapping (any thread; a hint).
+  void Populate(const Ahead& a) const noexcept {
+    if (writable_map_) region_->Populate(a.from, a.len);
+  }
+
   /// Reads up to out.size() bytes at `pos`; returns how many.
   std::size_t ReadAt(std::span<std::byte> out, std::uint64_t pos) const { return file_.ReadAt(out, pos); }
 
@@ -160,8 +183,18 @@ class Store {
   // zeros to disk before the records (measured: the first sync::Always
   // append of each step took 10-20 ms).
   void Allocate(std::uint64_t end) {
-    allocated_ = file_.AllocateAhead(allocated_, end, std::min(mapped_bytes_, std::max(end, allocated_ + grow_)));
+    const std::uint64_t ahead = prefault_ ? 2 * grow_ : grow_;
+    const std::uint64_t before = allocated_;
+    allocated_ = file_.AllocateAhead(allocated_, end, std::min(mapped_bytes_, std::max(end, allocated_ + ahead)));
+    if (!prefault_) return;
+    const auto now = std::chrono::steady_clock::now();
+    const bool fast = now - last_step_ < kFastStep;
+    last_step_ = now;
+    const std::uint64_t from = std::max(before, end);
+    if (fast && allocated_ > from) ahead_ = Ahead{from, allocated_ - from};
   }
+
+  static constexpr std::chrono::seconds kFastStep{5};
 
   detail::File file_;
   std::uint64_t base_ = 0;
@@ -173,6 +206,9 @@ class Store {
   bool writable_map_ = false;
   std::uint64_t grow_ = 0;
   std::uint64_t released_ = 0;  // bytes below it were taken out of the resident set
+  bool prefault_ = false;
+  std::optional<Ahead> ahead_;
+  std::chrono::steady_clock::time_point last_step_{};
 };
 
 namespace detail {

@@ -33,6 +33,18 @@ class Mapping {
 
   void* Address() const noexcept { return address_; }
 
+  /// Maps the pages of [from, from + len) writable, in one call
+  /// (MADV_POPULATE_WRITE, Linux 5.14), so that writes there take no page
+  /// fault; the pages become dirty. Only for bytes the file is allocated
+  /// through. A hint: if it fails (an older kernel, or the file was cut
+  /// meanwhile: an error, not a signal), nothing changes.
+  void Populate(std::uint64_t from, std::uint64_t len) const noexcept {
+    const std::uint64_t start = from & ~(kPage - 1);
+    const std::uint64_t end = std::min<std::uint64_t>(from + len, bytes_);
+    if (end > start)
+      ::madvise(static_cast<std::byte*>(address_) + start, static_cast<std::size_t>(end - start), kPopulateWrite);
+  }
+
   /// Takes the whole pages of [from, from + len) out of this process's
   /// resident set (MADV_DONTNEED). The file's bytes stay as they are, in
   /// the page cache (dirty ones are written back as usual); a later access
@@ -46,6 +58,11 @@ class Mapping {
 
  private:
   static constexpr std::uint64_t kPage = 4096;  // madvise ranges are rounded to this (larger pages: still a hint)
+#ifdef MADV_POPULATE_WRITE
+  static constexpr int kPopulateWrite = MADV_POPULATE_WRITE;
+#else
+  static constexpr int kPopulateWrite = 23;  // its value since Linux 5.14; older kernels refuse it (EINVAL)
+#endif
   void* address_ = nullptr;
   std::size_t bytes_;
 };
