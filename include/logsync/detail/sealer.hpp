@@ -30,6 +30,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 namespace logsync::detail {
@@ -42,12 +43,16 @@ class Sealer {
   ~Sealer() { Stop(); }
 
   /// Queues `seg` (no longer the active segment) to be sealed. Throws
-  /// std::system_error if the thread cannot be started (nothing queued).
+  /// IoError if the thread cannot be started (nothing queued).
   void Submit(std::shared_ptr<Segment> seg) {
     std::unique_lock lock(mu_);
     if (!thread_.joinable()) {
       stopping_ = false;
-      thread_ = std::thread([this] { Run(); });
+      try {
+        thread_ = std::thread([this] { Run(); });
+      } catch (const std::system_error& e) {
+        throw IoError(dir_, e.code().value(), "start the thread that seals rolled segments in");
+      }
     }
     queue_.push_back(std::move(seg));
     ++submitted_;
