@@ -224,7 +224,7 @@ def main():
                   f"{sus['records'] // 10:,} of 4 KiB, medians of {sus['reps']}\n")
         md.append("| | rate | vs write() | vs mapped+populate |\n|---|---|---|---|")
         pop = rates.get("W1 mapped+populate", {}).get("median")
-        for name in ["W1 write", "W1 mapped", "W1 mapped+populate", "W1 Append", "W1 AppendBatch(100)", "W1 LMDB",
+        for name in ["W1 write", "W1 mapped", "W1 mapped+populate", "W1 mapped+populate-read", "W1 Append", "W1 AppendBatch(100)", "W1 LMDB",
                      "W2 write", "W2 Append"]:
             v = rates.get(name)
             if not v:
