@@ -18,20 +18,14 @@ follower is a fresh process.
 
 import argparse
 import os
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import failover_bench  # noqa: E402 (the nodes, started and killed as there)
 
 
 class Conn:
@@ -65,26 +59,7 @@ class Conn:
         return size
 
 
-class Node:
-    def __init__(self, binary, id_, root, extra):
-        self.binary, self.id, self.extra = binary, id_, extra
-        self.raft_port, self.client_port = free_port(), free_port()
-        self.dir = os.path.join(root, f"n{id_}")
-        self.proc = None
-
-    def start(self, peers):
-        args = [self.binary, "--id", str(self.id), "--address", f"127.0.0.1:{self.raft_port}",
-                "--client", f"127.0.0.1:{self.client_port}", "--dir", self.dir, "--peers", peers] + self.extra
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=open(self.dir + ".stderr", "a"), text=True)
-        line = self.proc.stdout.readline()
-        if not line.startswith("ready"):
-            sys.exit(f"node {self.id} did not start: {line!r}")
-
-    def kill(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-        self.proc = None
-
+class Node(failover_bench.Node):
     def hwm_kib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
             for line in f:

@@ -11,6 +11,7 @@
 #include <logsync/raft/state_machine.hpp>
 
 #include "support/config.hpp"
+#include "support/machine.hpp"
 #include "support/node.hpp"
 #include "support/temp_dir.hpp"
 
@@ -31,13 +32,13 @@
 #include <vector>
 
 using namespace logsync::detail;  // the state machine, its snapshots and the fetch
+using namespace logsync::test;  // TempDir, the machine's snapshot and restore, BindLoopback
 using logsync::Config;
-using logsync::test::TempDir;
 
 namespace {
 
 // Small segments: the stream holds many stores.
-Config Small() { return logsync::test::SmallSegments(16 << 10); }
+Config Small() { return SmallSegments(16 << 10); }
 
 std::string Value(std::uint64_t i) { return "record-" + std::to_string(i) + std::string(40 + i % 61, 'v'); }
 
@@ -64,37 +65,10 @@ std::string Stream(const LogMachine<>& m) {
   });
 }
 
-std::vector<std::string> Values(const LogMachine<>& m) {
-  return m.WithLog([](const auto& log) {
-    std::vector<std::string> out;
-    for (const Applied& a : log.Scan(log.LowestOffset())) out.push_back(a.bytes);
-    return out;
-  });
-}
-
-raft_buffer Snapshot(LogMachine<>& m) {
-  raft_fsm* fsm = m.Fsm(nullptr);
-  raft_buffer* bufs = nullptr;
-  unsigned n = 0;
-  BOOST_REQUIRE(fsm->snapshot(fsm, &bufs, &n) == 0);
-  BOOST_REQUIRE(n == 1U);
-  const raft_buffer b = bufs[0];
-  raft_free(bufs);
-  return b;
-}
-
 raft_buffer Copy(std::span<const std::byte> bytes) {
   raft_buffer b{raft_malloc(bytes.size()), bytes.size()};
   std::memcpy(b.base, bytes.data(), bytes.size());
   return b;
-}
-
-// Restores `b` into `m` (which takes the buffer on success).
-int Restore(LogMachine<>& m, raft_buffer b) {
-  raft_fsm* fsm = m.Fsm(nullptr);
-  const int rv = fsm->restore(fsm, &b);
-  if (rv != 0) raft_free(b.base);
-  return rv;
 }
 
 LogMachine<>::Fetcher Fetch() {
@@ -108,15 +82,7 @@ LogMachine<>::Fetcher Fetch() {
 class FetchServer {
  public:
   explicit FetchServer(std::function<void(int)> reply) : reply_(std::move(reply)) {
-    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    BOOST_REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    BOOST_REQUIRE(::listen(listener_, 8) == 0);
-    socklen_t len = sizeof a;
-    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    listener_ = BindLoopback(port_, 8);
     thread_ = std::thread([this] {
       for (;;) {
         const int fd = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
@@ -289,7 +255,7 @@ BOOST_AUTO_TEST_CASE(a_restore_tries_every_node_it_knows_and_fails_when_none_has
   LogMachine<> short_log(s.path(), Small());  // another follower, behind the snapshot
   Fill(short_log, 1, 100);
   FetchServer good(Serving(source)), behind(Serving(short_log));
-  source.FetchFrom(1, "127.0.0.1:" + std::to_string(logsync::test::FreePort()), Fetch());  // nobody listens
+  source.FetchFrom(1, "127.0.0.1:" + std::to_string(FreePort()), Fetch());  // nobody listens
   const raft_buffer snap = Snapshot(source);
   SnapshotHead head;
   ProducerTable producers(ProducerLimits{});
