@@ -83,6 +83,7 @@ def main():
     ap.add_argument("extra", nargs="*", help="flags for every node")
     a = ap.parse_args()
     root = a.dir or tempfile.mkdtemp(prefix="logsync-snapshot-bench-")
+    os.makedirs(root, exist_ok=True)
     extra = ["--snapshot-threshold", str(a.snapshot_threshold),
              "--snapshot-trailing", str(max(1, a.snapshot_threshold // 4))] + a.extra
     nodes = [Node(a.node, i, root, extra) for i in (1, 2, 3)]
