@@ -207,11 +207,10 @@ BOOST_AUTO_TEST_CASE(a_cut_stream_or_a_corrupted_frame_leaves_the_log_as_it_was)
   TempDir a, b;
   LogMachine<> source(a.path(), Small());
   Fill(source, 1, 1500);
-  const std::string stream = Stream(source);
-  BOOST_REQUIRE(stream.size() > (64U << 10));
   // The stream as announced, cut at `cut` bytes; or whole, with one byte
   // flipped at `flip`.
-  std::atomic<std::size_t> cut = stream.size(), flip = stream.size();
+  std::string stream;
+  std::atomic<std::size_t> cut = 0, flip = 0;
   FetchServer server([&](int fd) {
     std::string body = stream.substr(0, cut);
     if (const std::size_t at = flip; at < body.size()) body[at] = static_cast<char>(body[at] ^ 0x20);
@@ -220,16 +219,27 @@ BOOST_AUTO_TEST_CASE(a_cut_stream_or_a_corrupted_frame_leaves_the_log_as_it_was)
   source.FetchFrom(1, server.Address(), Fetch());
   const raft_buffer snap = Snapshot(source);
   const std::span<const std::byte> bytes(static_cast<const std::byte*>(snap.base), snap.len);
+  // The records of the snapshot end `held` bytes into the stream; the
+  // serving node has applied more since.
+  const std::string at_snapshot = Stream(source);
+  const std::size_t held = at_snapshot.size();
+  Fill(source, 1501, 100);
+  stream = Stream(source);
+  BOOST_REQUIRE(stream.size() > (64U << 10));
+  BOOST_REQUIRE(stream.substr(0, held) == at_snapshot);
 
   LogMachine<> behind(b.path(), Small());
   behind.FetchFrom(2, "", Fetch());
   Fill(behind, 1, 10);
   const auto before = Values(behind);
   const std::string before_stream = Stream(behind);
-  // Cut mid-frame, cut on a frame boundary (the store header's end), a
-  // flipped payload byte, a flipped frame header byte.
+  // Cut mid-frame, cut on a frame boundary (the store header's end; the
+  // end of the snapshot's records, a log that would do but is not the
+  // whole stream announced), a flipped payload byte, a flipped frame
+  // header byte.
   for (const auto& [c, f] : {std::pair{stream.size() / 2, stream.size()}, std::pair{std::size_t{16}, stream.size()},
-                            std::pair{stream.size(), stream.size() / 2 + 17}, std::pair{stream.size(), std::size_t{18}}}) {
+                            std::pair{held, stream.size()}, std::pair{stream.size(), stream.size() / 2 + 17},
+                            std::pair{stream.size(), std::size_t{18}}}) {
     cut = c;
     flip = f;
     BOOST_TEST(Restore(behind, Copy(bytes)) != 0);
