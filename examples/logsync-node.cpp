@@ -34,6 +34,8 @@
 //   REMOVE <id>                 OK                  (on the leader; admin; never the last voter)
 //   TRANSFER                    OK                  (on the leader; admin)
 //   STATS                       OK restored <n>     (snapshots installed from the leader)
+//   FETCH                       OK <bytes>, then that many bytes of the local log's Reader()
+//                               stream (for nodes restoring a snapshot: include/logsync/raft/fetch.hpp)
 //   QUIT                        (closes the connection)
 // Errors: "ERR <token> [<details>]", the token one of
 //   not-leader <id> <client address> <raft address>
@@ -120,7 +122,7 @@ struct Options {
 constexpr const char* kUsage =
     "usage: logsync-node --id N --address HOST:PORT --client HOST:PORT --dir DIR "
     "[--peers ID=HOST:PORT,...] [--election-timeout MS (500)] [--pre-vote 0|1 (1)] [--snapshot-threshold N] "
-    "[--snapshot-trailing N] [--admin-secret-file PATH] [--max-clients N (64)] "
+    "[--snapshot-trailing N] [--snapshot-fetch 0|1 (1)] [--admin-secret-file PATH] [--max-clients N (64)] "
     "[--max-request-bytes N (1048576)] [--max-batch-bytes N (16777216)] "
     "[--idle-timeout MS (300000, 0: none)]\n"
     "       logsync-node --help\n";
@@ -162,6 +164,7 @@ std::string ReadSecret(const std::string& path) {
 Options ParseArgs(int argc, char** argv) {
   constexpr std::uint64_t kUnsigned = std::numeric_limits<unsigned>::max();
   Options o;
+  o.node.fetch_snapshots = true;  // snapshots of metadata; the records are fetched with FETCH
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (flag == "--help" || flag == "-h") {
@@ -181,6 +184,7 @@ Options ParseArgs(int argc, char** argv) {
     else if (flag == "--election-timeout")
       o.node.election_timeout_ms = static_cast<unsigned>(ParseNumber(value, "--election-timeout", 1, kMaxWaitMs));
     else if (flag == "--pre-vote") o.node.pre_vote = ParseNumber(value, "--pre-vote", 0, 1) == 1;
+    else if (flag == "--snapshot-fetch") o.node.fetch_snapshots = ParseNumber(value, "--snapshot-fetch", 0, 1) == 1;
     else if (flag == "--max-clients") o.max_clients = ParseNumber(value, "--max-clients", 1, 1U << 20);
     else if (flag == "--max-request-bytes")
       o.max_request_bytes = ParseNumber(value, "--max-request-bytes", 64, std::uint64_t{1} << 30);
@@ -474,6 +478,10 @@ void Serve(Node& node, const Options& opts, int fd) {
       start = scanned = nl + 1;
       if (!line.empty() && line.back() == '\r') line.pop_back();
       if (line == "QUIT") return;
+      if (line == "FETCH") {  // a reply of any length, streamed in chunks
+        if (!logsync::detail::ServeFetch(fd, node.LocalReader())) return;
+        continue;
+      }
       if (!WriteAll(fd, Handle(node, opts, session, line) + "\n")) return;
     }
     buf.erase(0, start);

@@ -172,14 +172,8 @@ BOOST_AUTO_TEST_CASE(a_retry_is_a_duplicate_on_the_next_leader_and_after_a_resta
 // A node that does not speak version 2 (it answers HELLO with an error):
 // the client says so at once, not after its deadline.
 BOOST_AUTO_TEST_CASE(a_node_of_another_protocol_version_is_refused_clearly) {
-  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  BOOST_REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  BOOST_REQUIRE(::listen(listener, 4) == 0);
-  socklen_t len = sizeof a;
-  ::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len);
+  int port = 0;
+  const int listener = BindLoopback(port, 4);
   std::jthread node([listener] {
     const int fd = ::accept(listener, nullptr, nullptr);
     char buf[256];
@@ -191,7 +185,7 @@ BOOST_AUTO_TEST_CASE(a_node_of_another_protocol_version_is_refused_clearly) {
   });
   ClientOptions o;
   o.deadline = 20s;
-  Client client({"127.0.0.1:" + std::to_string(ntohs(a.sin_port))}, o);
+  Client client({"127.0.0.1:" + std::to_string(port)}, o);
   const auto start = Clock::now();
   try {
     client.Append("x");

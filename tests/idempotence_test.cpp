@@ -8,6 +8,7 @@
 
 #include <logsync/raft/state_machine.hpp>
 
+#include "support/machine.hpp"
 #include "support/temp_dir.hpp"
 
 #include <cstdint>
@@ -19,7 +20,10 @@
 
 using namespace logsync::detail;  // the state machine, its entries and its producer table
 using logsync::Config;
+using logsync::test::Restore;
+using logsync::test::Snapshot;
 using logsync::test::TempDir;
+using logsync::test::Values;
 
 namespace {
 
@@ -61,34 +65,6 @@ std::vector<Entry> Workload() {
     entries.push_back(std::move(e));
   }
   return entries;
-}
-
-std::vector<std::string> Values(const LogMachine<>& m) {
-  return m.WithLog([](const auto& log) {
-    std::vector<std::string> out;
-    for (const Applied& a : log.Scan(log.LowestOffset())) out.push_back(a.bytes);
-    return out;
-  });
-}
-
-// The FSM's snapshot of `m`, as one buffer the caller owns (raft_malloc).
-raft_buffer Snapshot(LogMachine<>& m) {
-  raft_fsm* fsm = m.Fsm(nullptr);
-  raft_buffer* bufs = nullptr;
-  unsigned n = 0;
-  BOOST_REQUIRE(fsm->snapshot(fsm, &bufs, &n) == 0);
-  BOOST_REQUIRE(n == 1U);
-  const raft_buffer b = bufs[0];
-  raft_free(bufs);
-  return b;
-}
-
-// Restores `b` into `m` (which takes the buffer on success).
-int Restore(LogMachine<>& m, raft_buffer b) {
-  raft_fsm* fsm = m.Fsm(nullptr);
-  const int rv = fsm->restore(fsm, &b);
-  if (rv != 0) raft_free(b.base);
-  return rv;
 }
 
 Entry Single(std::uint64_t index, std::uint64_t producer, std::uint64_t seq, std::uint64_t time, std::string v) {

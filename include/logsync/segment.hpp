@@ -237,6 +237,10 @@ class Segment {
     std::copy(v.begin(), v.end(), out.begin());
   }
 
+  /// Takes the store's whole pages in [pos, pos + len) out of the resident
+  /// set, for a reader that streamed them (ByteReader); a hint.
+  void ReleaseStore(std::uint64_t pos, std::uint64_t len) const noexcept { store_->Release(pos, len); }
+
   /// Store bytes covered by published records (header included).
   std::uint64_t CommittedBytes() const noexcept { return CommittedBytes(Count()); }
 

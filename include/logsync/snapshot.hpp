@@ -50,12 +50,20 @@ concept ByteSource = requires(S& s, std::span<std::byte> out) {
 /// Every store's raw bytes, in offset order, up to the records they held
 /// when it was made (whole frames only): the stream Log::Reader() returns
 /// and RestoreLog reads. It holds the segments it reads, so a Truncate or
-/// a Close does not cut it short.
+/// a Close does not cut it short, and takes the pages it read out of the
+/// resident set, so that memory stays bounded whatever the log's size.
 class ByteReader {
  public:
   /// Over `segments`, oldest first, each up to its records published now.
   explicit ByteReader(std::span<const std::shared_ptr<Segment>> segments) {
     for (const auto& s : segments) parts_.emplace_back(s, s->CommittedBytes());
+  }
+
+  /// Bytes of the whole stream (what the Reads return in all).
+  std::uint64_t Size() const noexcept {
+    std::uint64_t n = 0;
+    for (const auto& part : parts_) n += part.second;
+    return n;
   }
 
   /// Copies the next bytes into `out`; returns how many (0 at the end).
@@ -70,6 +78,10 @@ class ByteReader {
       }
       const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(out.size() - done, end - pos_));
       seg->ReadStore(out.subspan(done, want), pos_);
+      // Pages read leave the resident set: a multi-GiB stream must not
+      // keep the log mapped in (the page cache keeps them as it sees fit).
+      const std::uint64_t page = pos_ & ~std::uint64_t{4095};
+      seg->ReleaseStore(page, pos_ + want - page);
       done += want;
       pos_ += want;
     }

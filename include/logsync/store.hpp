@@ -146,6 +146,12 @@ class Store {
     return {static_cast<const std::byte*>(region_->Address()) + pos, static_cast<std::size_t>(len)};
   }
 
+  /// Takes the whole pages of [pos, pos + len) of the mapping out of the
+  /// resident set (Mapping::Release): for a reader done with them.
+  void Release(std::uint64_t pos, std::uint64_t len) const noexcept {
+    if (region_) region_->Release(pos, len);
+  }
+
   /// Cuts the file to its records (what Append allocated ahead goes) and
   /// fsyncs it, size included: what sealing a segment and a clean close do.
   void Trim() {

@@ -45,17 +45,26 @@ inline std::string NodeProgram() {
   return suite.argv[1];
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-inline int FreePort() {
+/// A TCP socket bound to a free port on 127.0.0.1 (set in `port`),
+/// listening with `backlog` unless that is 0.
+inline int BindLoopback(int& port, int backlog = 0) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   BOOST_REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  if (backlog > 0) BOOST_REQUIRE(::listen(fd, backlog) == 0);
   socklen_t len = sizeof a;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
+  port = ntohs(a.sin_port);
+  return fd;
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+inline int FreePort() {
+  int port = 0;
+  ::close(BindLoopback(port));
+  return port;
 }
 
 /// Milliseconds left until `until`, 0 once it has passed.

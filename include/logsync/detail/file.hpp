@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -206,6 +207,20 @@ inline std::filesystem::path CleanDir(const std::filesystem::path& dir) {
 /// Renames `from` to `to` (replacing it); throws IoError.
 inline void Rename(const std::filesystem::path& from, const std::filesystem::path& to) {
   if (Sys().rename(from.c_str(), to.c_str()) != 0) throw IoError(to, errno, "rename " + from.string() + " to");
+}
+
+/// Swaps the directories `a` and `b` (both exist) at once, then syncs their
+/// parent (one directory for both). Where the file system cannot exchange,
+/// three renames: `b` becomes `a` last, after `a` took its place.
+inline void ExchangeDirs(const std::filesystem::path& a, const std::filesystem::path& b) {
+  if (::renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE) != 0) {
+    if (errno != EINVAL && errno != ENOSYS) throw IoError(b, errno, "exchange " + a.string() + " with");
+    const std::filesystem::path old = a.string() + ".old";
+    Rename(b, old);
+    Rename(a, b);
+    Rename(old, a);
+  }
+  SyncDirectory(b.parent_path());
 }
 
 /// Creates `dir` and its missing parents, syncing each new entry; returns

@@ -15,9 +15,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <chrono>
 #include <cstring>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -65,6 +67,27 @@ class LineConnection {
     line += '\n';
     if (!SendAll(line, until)) return Fail();
     return ReadLine(until);
+  }
+
+  /// Reads the next bytes after the last reply line into `out` (what was
+  /// received with it first), by `until`; how many, 0 (and the connection
+  /// closed) if it broke, the node closed it or the time ran out.
+  std::size_t ReadSome(std::span<std::byte> out, Clock::time_point until) {
+    if (!buf_.empty()) {
+      const std::size_t n = std::min(out.size(), buf_.size());
+      std::memcpy(out.data(), buf_.data(), n);
+      buf_.erase(0, n);
+      return n;
+    }
+    while (fd_ >= 0 && !out.empty()) {
+      if (!Await(POLLIN, until)) break;
+      const ssize_t n = ::recv(fd_, out.data(), out.size(), 0);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (n <= 0) break;
+      return static_cast<std::size_t>(n);
+    }
+    Close();
+    return 0;
   }
 
   void Close() noexcept {

@@ -109,10 +109,16 @@ struct NodeConfig {
   /// while does not disrupt the cluster when it comes back, and a refused
   /// candidate does not leave the cluster split over two terms.
   bool pre_vote = true;
-  /// Entries between raft snapshots. A snapshot holds the whole log, so a
-  /// small threshold makes snapshots quadratic in the log's size; raft keeps
-  /// the entries since the last snapshot in memory.
+  /// Entries between raft snapshots. Unless fetch_snapshots, a snapshot
+  /// holds the whole log in memory, so a small threshold makes snapshots
+  /// quadratic in the log's size; raft keeps the entries since the last
+  /// snapshot in memory.
   unsigned snapshot_threshold = 1U << 16;
+  /// Snapshots of the state machine's metadata only: a node that restores
+  /// one fetches the records from a peer's client_address with FETCH
+  /// (raft/fetch.hpp), which every node's client port must then serve
+  /// (logsync-node does). Memory stays bounded whatever the log's size.
+  bool fetch_snapshots = false;
   unsigned snapshot_trailing = 1U << 13;    ///< entries kept after a snapshot
   /// Idempotent appends: the producers the state machine remembers (the
   /// least recently used is forgotten first), and how long after its last

@@ -24,13 +24,13 @@ extern "C" {
 #include <logsync/config.hpp>
 #include <logsync/error.hpp>
 #include <logsync/detail/wait.hpp>
+#include <logsync/raft/fetch.hpp>
 #include <logsync/raft/node_config.hpp>
 #include <logsync/raft/state_machine.hpp>
 #include <logsync/record.hpp>
 #include <logsync/sync.hpp>
 
 #include <csignal>
-
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -64,6 +64,9 @@ class ReplicatedLog {
     machine_ = std::make_unique<detail::LogMachine<S>>(
         config_.dir / "log", config_.log,
         detail::ProducerLimits{config_.max_producers, config_.producer_expiry_ms});
+    if (config_.fetch_snapshots)
+      machine_->FetchFrom(config_.id, config_.client_address,
+                          [log = config_.log](const auto& a, const auto& d) { return detail::FetchLog(a, d, log); });
     Check(uv_loop_init(&loop_), "uv_loop_init");
     loop_.data = this;
     uv_async_init(&loop_, &async_, &ReplicatedLog::OnAsync);
@@ -158,6 +161,9 @@ class ReplicatedLog {
 
   /// The offset the next record applied here will get.
   std::uint64_t NextOffset() const { return machine_->NextOffset(); }
+
+  /// The local log's Reader() stream: what a FETCH serves (fetch.hpp).
+  ByteReader LocalReader() const { return machine_->WithLog([](const auto& log) { return log.Reader(); }); }
 
   /// How many snapshots installed by the leader replaced the local log.
   std::uint64_t SnapshotsRestored() const noexcept { return machine_->SnapshotsRestored(); }
@@ -302,9 +308,7 @@ class ReplicatedLog {
     return r;
   }
 
-  void Check(int rv, const char* what) {
-    if (rv != 0) Fail(what, rv);
-  }
+  void Check(int rv, const char* what) { if (rv != 0) Fail(what, rv); }
   [[noreturn]] void Fail(const char* what, int rv) {
     throw ReplicationError(std::string(what) + ": " + raft_strerror(rv) + " (" + raft_errmsg(&raft_) + ")", rv);
   }

@@ -26,12 +26,13 @@
 /// (never skipping the rest of an entry, which would shift every later
 /// offset against the other nodes).
 ///
-///     snapshot: "LGSNAP03", raft index of the newest record (u64), next
-///     offset (u64), the client addresses known (u32 count, then per node
-///     its id (u64), address length N (u32) and N bytes), the producer
-///     table (producers.hpp), then the log's Reader() stream. "LGSNAP02"
-///     snapshots (no producer table) and "LGSNAP01" ones (no addresses
-///     either) are read too.
+/// Snapshots (snapshot_format.hpp) hold the state machine's metadata and,
+/// unless FetchFrom is set, the whole log ("LGSNAP03", in memory, as the
+/// engine takes them). With FetchFrom they hold the metadata only
+/// ("LGSNAP04"), and a node restoring one it lacks records of fetches them
+/// from a peer as a checked stream (fetch.hpp) into a directory beside its
+/// log, then swaps it in at once: memory stays bounded whatever the log's
+/// size. Every format is read.
 
 extern "C" {
 #include <raft.h>
@@ -44,6 +45,7 @@ extern "C" {
 #include <logsync/log.hpp>
 #include <logsync/raft/entry.hpp>
 #include <logsync/raft/producers.hpp>
+#include <logsync/raft/snapshot_format.hpp>
 #include <logsync/snapshot.hpp>
 #include <logsync/sync.hpp>
 
@@ -53,6 +55,7 @@ extern "C" {
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <mutex>
@@ -86,11 +89,6 @@ struct AppliedCodec {
                    std::string(reinterpret_cast<const char*>(payload.data()) + 8, payload.size() - 8)};
   }
 };
-
-inline constexpr char kSnapshotMagicV1[8] = {'L', 'G', 'S', 'N', 'A', 'P', '0', '1'};
-inline constexpr char kSnapshotMagicV2[8] = {'L', 'G', 'S', 'N', 'A', 'P', '0', '2'};
-inline constexpr char kSnapshotMagic[8] = {'L', 'G', 'S', 'N', 'A', 'P', '0', '3'};
-inline constexpr std::size_t kSnapshotHeaderBytes = 24;
 
 /// What applying an idempotent append did: its admission and, for a new
 /// append or a duplicate, the offsets of its records.
@@ -138,6 +136,20 @@ class LogMachine {
   raft_fsm* Fsm(struct raft* r) noexcept {
     raft_ = r;
     return &fsm_;
+  }
+
+  /// Where a snapshot's records come from: fetches the local log of the
+  /// node whose client port is `address` into the directory `dir` (absent)
+  /// and returns its next offset, or throws (fetch.hpp's FetchLog).
+  using Fetcher = std::function<std::uint64_t(const std::string& address, const std::filesystem::path& dir)>;
+
+  /// Makes snapshots carry the metadata only, naming this node (`id`, its
+  /// client port `client_address`, which serves the fetch) as where the
+  /// records are; a restore fetches them with `fetch`. Before raft_start.
+  void FetchFrom(std::uint64_t id, std::string client_address, Fetcher fetch) {
+    self_id_ = id;
+    self_address_ = std::move(client_address);
+    fetch_ = std::move(fetch);
   }
 
   /// How many snapshots from the leader replaced the local log (a node that
@@ -324,28 +336,19 @@ class LogMachine {
     auto* self = static_cast<LogMachine*>(fsm->data);
     try {
       std::shared_lock lock(self->mu_);
-      auto reader = self->log_->Reader();
-      std::size_t directory = 4;
-      for (const auto& [id, address] : self->clients_) directory += 12 + address.size();
-      const std::size_t table = self->producers_.EncodedSize();
-      std::size_t cap = std::max<std::size_t>(1 << 20, kSnapshotHeaderBytes + directory + table),
-                  len = kSnapshotHeaderBytes;
+      SnapshotHead head{self->fetch_ ? 4 : 3, self->last_index_, self->log_->NextOffset(),
+                        self->log_->LowestOffset(), self->self_id_, self->self_address_, self->clients_, {}};
+      // Metadata only: the records it names must outlive a power loss here,
+      // since this node's log is where others fetch them from.
+      if (self->fetch_) self->log_->Sync();
+      const std::vector<std::byte> meta = EncodeSnapshotHead(head, self->producers_);
+      std::optional<ByteReader> reader;
+      if (!self->fetch_) reader.emplace(self->log_->Reader());
+      std::size_t cap = reader ? std::max<std::size_t>(1 << 20, meta.size()) : meta.size(), len = meta.size();
       auto* base = static_cast<std::byte*>(raft_malloc(cap));
       if (base == nullptr) return RAFT_NOMEM;
-      std::memcpy(base, kSnapshotMagic, 8);
-      StoreLE<std::uint64_t>(base + 8, self->last_index_);
-      StoreLE<std::uint64_t>(base + 16, self->log_->NextOffset());
-      StoreLE<std::uint32_t>(base + len, static_cast<std::uint32_t>(self->clients_.size()));
-      len += 4;
-      for (const auto& [id, address] : self->clients_) {
-        StoreLE<std::uint64_t>(base + len, id);
-        StoreLE<std::uint32_t>(base + len + 8, static_cast<std::uint32_t>(address.size()));
-        if (!address.empty()) std::memcpy(base + len + 12, address.data(), address.size());
-        len += 12 + address.size();
-      }
-      self->producers_.Encode(base + len);
-      len += table;
-      for (;;) {
+      std::memcpy(base, meta.data(), meta.size());
+      while (reader) {
         if (len == cap) {
           auto* grown = static_cast<std::byte*>(raft_realloc(base, cap * 2));
           if (grown == nullptr) {
@@ -355,7 +358,7 @@ class LogMachine {
           base = grown;
           cap *= 2;
         }
-        const std::size_t n = reader.Read(std::span(base + len, cap - len));
+        const std::size_t n = reader->Read(std::span(base + len, cap - len));
         if (n == 0) break;
         len += n;
       }
@@ -374,72 +377,76 @@ class LogMachine {
     }
   }
 
+  // Fetches the records of a metadata snapshot into `staged` from the
+  // snapshotting node, or else any other node whose client address is
+  // known; throws if none had them all.
+  void FetchRecords(const SnapshotHead& head, const std::filesystem::path& staged) {
+    std::vector<std::string> from;
+    auto add = [&](std::uint64_t id, const std::string& address) {
+      if (id != self_id_ && !address.empty() && std::find(from.begin(), from.end(), address) == from.end())
+        from.push_back(address);
+    };
+    add(head.source_id, head.source_address);
+    for (const auto& [id, address] : head.clients) add(id, address);
+    std::string why = from.empty() ? "no node to fetch from is known" : "";
+    for (const auto& address : from) {
+      try {
+        if (fetch_(address, staged) >= head.next) return;
+        why += address + ": its log ends before offset " + std::to_string(head.next) + "; ";
+      } catch (const std::exception& e) {
+        why += address + ": " + e.what() + "; ";
+      }
+      std::filesystem::remove_all(staged);
+    }
+    throw Error("cannot fetch the records of the snapshot at raft index " + std::to_string(head.index) + ": " + why);
+  }
+
   // Takes ownership of buf->base on success.
   static int RestoreCb(raft_fsm* fsm, raft_buffer* buf) {
     auto* self = static_cast<LogMachine*>(fsm->data);
     const std::span<const std::byte> bytes(static_cast<const std::byte*>(buf->base), buf->len);
-    auto is = [&](const char* magic) {
-      return bytes.size() >= kSnapshotHeaderBytes && std::memcmp(bytes.data(), magic, 8) == 0;
-    };
-    const bool v3 = is(kSnapshotMagic), v2 = v3 || is(kSnapshotMagicV2);
-    if (!v2 && !is(kSnapshotMagicV1)) {
-      self->Notify("snapshot is not a logsync snapshot");
+    SnapshotHead head;
+    ProducerTable producers(self->producers_.Limits());  // none before LGSNAP03
+    if (std::string why; !ParseSnapshot(bytes, head, producers, why)) {
+      self->Notify(why);
       return RAFT_MALFORMED;
     }
-    const std::uint64_t snap_index = LoadLE<std::uint64_t>(bytes.data() + 8);
-    const std::uint64_t snap_next = LoadLE<std::uint64_t>(bytes.data() + 16);
-    std::map<std::uint64_t, std::string> clients;
-    std::size_t at = kSnapshotHeaderBytes;
-    if (v2) {
-      auto malformed = [&] {
-        self->Notify("snapshot's client addresses do not parse");
-        return RAFT_MALFORMED;
-      };
-      if (bytes.size() - at < 4) return malformed();
-      const std::uint32_t count = LoadLE<std::uint32_t>(bytes.data() + at);
-      at += 4;
-      for (std::uint32_t i = 0; i < count; ++i) {
-        if (bytes.size() - at < 12) return malformed();
-        const std::uint64_t id = LoadLE<std::uint64_t>(bytes.data() + at);
-        const std::uint32_t n = LoadLE<std::uint32_t>(bytes.data() + at + 8);
-        if (bytes.size() - at - 12 < n) return malformed();
-        clients[id] = std::string(reinterpret_cast<const char*>(bytes.data()) + at + 12, n);
-        at += 12 + n;
-      }
-    }
-    ProducerTable producers(self->producers_.Limits());  // none before LGSNAP03
-    if (v3) {
-      const auto used = producers.Decode(bytes.subspan(at));
-      if (!used) {
-        self->Notify("snapshot's producer table does not parse");
-        return RAFT_MALFORMED;
-      }
-      at += *used;
-    }
     try {
-      std::unique_lock lock(self->mu_);
       // The local log already holds every record of the snapshot (records
       // come only from committed entries, the same on every node): keep it,
-      // and let the replay skip what it holds.
-      if (self->last_index_ < snap_index || self->log_->NextOffset() < snap_next) {
-        const auto staged = self->dir_.string() + ".restored";
-        const auto old = self->dir_.string() + ".old";
+      // and let the replay skip what it holds. Otherwise the records are
+      // staged beside it, without the lock (applies run on this thread),
+      // then swapped in at once.
+      bool replace = false;
+      {
+        std::shared_lock lock(self->mu_);
+        replace = self->last_index_ < head.index || self->log_->NextOffset() < head.next;
+      }
+      const std::filesystem::path staged = self->dir_.string() + ".restored";
+      if (replace) {
         std::filesystem::remove_all(staged);
-        std::filesystem::remove_all(old);
-        RestoreLog(staged, bytes.subspan(at), self->config_);
+        if (head.version < 4) RestoreLog(staged, head.records, self->config_);
+        else if (!self->fetch_) throw Error("a metadata snapshot, and no way to fetch its records");
+        else self->FetchRecords(head, staged);
+      }
+      std::unique_lock lock(self->mu_);
+      if (replace) {
         self->log_->Close();
         self->log_.reset();
-        detail::Rename(self->dir_, old);
-        detail::Rename(staged, self->dir_);
-        std::filesystem::remove_all(old);
+        ExchangeDirs(staged, self->dir_);
+        std::filesystem::remove_all(staged);  // the old log
         self->Open();
         self->restored_.fetch_add(1, std::memory_order_relaxed);
       }
-      if (v2) self->clients_ = std::move(clients);
+      if (head.version >= 2) self->clients_ = std::move(head.clients);
       self->producers_ = std::move(producers);
-      self->applied_next_ = snap_next;
+      self->applied_next_ = head.next;
     } catch (const std::exception& e) {
       self->Notify(std::string("restore: ") + e.what());
+      try {
+        if (!self->log_) self->Open();  // the swap failed: the log as it was, or the new one
+      } catch (const std::exception&) {
+      }
       return RAFT_CORRUPT;
     }
     raft_free(buf->base);
@@ -460,6 +467,9 @@ class LogMachine {
   std::uint64_t last_held_ = 0;   // records of that entry the log holds
   std::uint64_t applied_next_ = 0;  // next offset as of the entries applied (see AppendLocked)
   std::map<std::uint64_t, std::string> clients_;  // client addresses announced, by node id
+  std::uint64_t self_id_ = 0;  // FetchFrom's
+  std::string self_address_;
+  Fetcher fetch_;  // empty: snapshots hold the records
   ProducerTable producers_;
   mutable std::mutex wait_mu_;
   mutable std::condition_variable applied_cv_;
