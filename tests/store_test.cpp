@@ -163,8 +163,8 @@ std::size_t CachedPages(const std::filesystem::path& path, std::uint64_t from, s
   void* m = ::mmap(nullptr, from + len, PROT_READ, MAP_SHARED, fd, 0);
   ::close(fd);
   BOOST_REQUIRE(m != MAP_FAILED);
-  const std::size_t page = 4096, first = from / page, n = (from + len) / page - first;
-  std::vector<unsigned char> in(first + n);
+  const std::size_t page = 4096, first = from / page, n = (from + len) / page - first;  // whole pages
+  std::vector<unsigned char> in((from + len + page - 1) / page);  // one per page of the mapping
   BOOST_REQUIRE(::mincore(m, from + len, in.data()) == 0);
   ::munmap(m, from + len);
   std::size_t cached = 0;
