@@ -220,8 +220,8 @@ def main():
         with open(sus_json) as f:
             sus = json.load(f)
         rates = sus["rates"]
-        md.append(f"\n### Sustained appends: {sus['records']:,} records of 100 B (many rolls), "
-                  f"{sus['records'] // 10:,} of 4 KiB, medians of {sus['reps']}\n")
+        md.append(f"\n### Sustained appends into one log at default settings: {sus['records']:,} records of "
+                  f"100 B, {sus['records'] // 10:,} of 4 KiB, medians of {sus['reps']}\n")
         md.append("| | rate | vs write() | vs mapped+populate |\n|---|---|---|---|")
         pop = rates.get("W1 mapped+populate", {}).get("median")
         for name in ["W1 write", "W1 mapped", "W1 mapped+populate", "W1 mapped+populate-read", "W1 Append", "W1 AppendBatch(100)", "W1 LMDB",
