@@ -8,6 +8,7 @@
 #include <logsync/format.hpp>
 #include <logsync/index.hpp>
 #include <logsync/log.hpp>
+#include <logsync/log_reader.hpp>
 #include <logsync/record.hpp>
 #include <logsync/segment.hpp>
 #include <logsync/scan.hpp>

@@ -23,6 +23,10 @@ struct VerifyReport {
   std::uint64_t payload_bytes = 0;  ///< payload bytes of those records
   std::vector<Problem> problems;    ///< at most kMaxProblems; see `more_problems`
   std::uint64_t more_problems = 0;  ///< problems found beyond kMaxProblems
+  /// LogReader::Verify only: bytes after the newest record that are not
+  /// zero (a write under way, or a torn one a crash left, which the
+  /// writer's recovery cuts). Not a problem.
+  std::uint64_t tail_bytes = 0;
 
   static constexpr std::size_t kMaxProblems = 1000;
 
