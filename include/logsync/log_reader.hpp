@@ -231,7 +231,8 @@ class LogReader {
   /// Checks every record seen, frame and index entry, without changing
   /// anything. Problems: frames that do not hold, index entries that do not
   /// match their frame (in the newest segment, entries the writer has not
-  /// written yet are not problems), missing indexes, a segment that ends
+  /// written yet are not problems; nor is a missing index, which the
+  /// writer builds on open), an index of another segment, a segment that ends
   /// before the next begins, bytes after the last record of a segment
   /// before the newest. Bytes after the newest record that are not zero (a
   /// write under way, or a torn one a crash left: the writer's recovery
@@ -248,9 +249,10 @@ class LogReader {
           report.Add(seg.Store().path(), 0, "store header does not hold");
         continue;
       }
-      if (!seg.IndexUsable())
-        report.Add(seg.IndexFile().IsOpen() ? seg.IndexFile().path() : IndexPath(seg.Base()), 0,
-                   "index is missing or not this segment's (the writer rebuilds it on open)");
+      // A missing index is what a restore leaves (the writer builds it on
+      // open); one that is there must be this segment's.
+      if (seg.IndexFile().IsOpen() && !seg.IndexUsable())
+        report.Add(seg.IndexFile().path(), 0, "index header is not this segment's (the writer rebuilds it on open)");
       std::uint64_t pos = kStoreHeaderBytes;
       bool index_behind = false;
       for (std::uint64_t i = 0; i < seg.Count(); ++i) {
