@@ -49,10 +49,12 @@ class FrameLoader {
   const char* Load(const File& file, std::uint64_t pos, std::uint64_t offset, std::span<const std::byte>& payload,
                    std::uint64_t& end) {
     read_ = false;
-    const char* why = TryLoad(file, pos, offset, payload, end);
+    const char* why = TryLoad(file, pos, offset, payload, end, kReadAhead);
     if (why != nullptr && !read_) {
+      // Usually the end of what the writer has written: a reader polling
+      // there reads a page, not a whole read-ahead, each time.
       Forget();
-      why = TryLoad(file, pos, offset, payload, end);
+      why = TryLoad(file, pos, offset, payload, end, kPollRead);
     }
     return why;
   }
@@ -65,17 +67,18 @@ class FrameLoader {
 
  private:
   static constexpr std::uint64_t kReadAhead = 256 << 10;
+  static constexpr std::uint64_t kPollRead = 4096;
 
   const char* TryLoad(const File& file, std::uint64_t pos, std::uint64_t offset, std::span<const std::byte>& payload,
-                      std::uint64_t& end) {
+                      std::uint64_t& end, std::uint64_t ahead) {
     if (pos < kStoreHeaderBytes) return "frame position is inside the store header";
-    if (!Ensure(file, pos, kFrameHeaderBytes)) return "frame header is cut short";
+    if (!Ensure(file, pos, kFrameHeaderBytes, ahead)) return "frame header is cut short";
     const FrameHeader h = ReadFrameHeader(At(pos));
     if (h.offset != offset) return "frame holds the wrong offset";
     // A length of garbage must not size the buffer: the file bounds it.
     if (h.length > kReadAhead && pos + kFrameHeaderBytes + h.length > file.Size())
       return "frame runs past the end of the store";
-    if (!Ensure(file, pos, kFrameHeaderBytes + h.length)) return "frame runs past the end of the store";
+    if (!Ensure(file, pos, kFrameHeaderBytes + h.length, kReadAhead)) return "frame runs past the end of the store";
     const std::span<const std::byte> frame(At(pos), kFrameHeaderBytes + h.length);
     if (const char* why = CheckFrame(frame, offset)) return why;
     payload = frame.subspan(kFrameHeaderBytes);
@@ -84,10 +87,10 @@ class FrameLoader {
   }
 
   // Whether bytes [pos, pos + n) of `file` are in the buffer, reading them
-  // (and some ahead) if not.
-  bool Ensure(const File& file, std::uint64_t pos, std::uint64_t n) {
+  // (and up to `ahead` in all) if not.
+  bool Ensure(const File& file, std::uint64_t pos, std::uint64_t n, std::uint64_t ahead) {
     if (&file == file_ && pos >= pos_ && pos + n <= pos_ + len_) return true;
-    buf_.resize(static_cast<std::size_t>(std::max(n, kReadAhead)));
+    buf_.resize(static_cast<std::size_t>(std::max(n, ahead)));
     file_ = &file;
     pos_ = pos;
     len_ = file.ReadAt(buf_, pos);
