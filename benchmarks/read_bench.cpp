@@ -12,6 +12,8 @@
 //                    record (no allocation)
 //   BM_ScanPayloads  a full Log::ScanPayloads (zero-copy views; every frame's
 //                    checksum checked), bytes_per_second counts payload bytes
+//   BM_ReaderScan    a full LogReader::ForEachPayload of the same log (pread,
+//                    every frame checked), the Log open beside it
 // The log has LOGSYNC_BENCH_READ_RECORDS records, else LOGSYNC_BENCH_RECORDS
 // (default 200,000; warm cache); full mode reads a 10,000,000-record log,
 // past the last-level cache.
@@ -158,6 +160,22 @@ void BM_ScanPayloads(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(payload));
 }
 BENCHMARK(BM_ScanPayloads)->UseRealTime();
+
+// What a LogReader (another process's read-only view: pread, every frame
+// checked) scans of the same log, its writer open beside it.
+void BM_ReaderScan(benchmark::State& state) {
+  Fixture& f = Data();
+  LogReader<> reader(f.dir.path() / "log");
+  std::uint64_t payload = 0;
+  for (auto _ : state)
+    reader.ForEachPayload(0, [&](const Payload& p) {
+      benchmark::DoNotOptimize(p.bytes.data());
+      payload += p.bytes.size();
+    });
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(f.records));
+  state.SetBytesProcessed(static_cast<std::int64_t>(payload));
+}
+BENCHMARK(BM_ReaderScan)->UseRealTime();
 
 }  // namespace
 

@@ -168,7 +168,8 @@ def main():
                ("ViewBatch of 16", f"BM_ViewBatchRandom/real_time/threads:{t}")],
               f"W4ReadRandom/real_time/threads:{t}")
     table("W5 full scan (payload)", "memcpy", "BM_Memcpy",
-          [("Scan", "BM_Scan"), ("ScanPayloads (zero-copy)", "BM_ScanPayloads")], "W5Scan", unit="MB/s", key=mbps)
+          [("Scan", "BM_Scan"), ("ScanPayloads (zero-copy)", "BM_ScanPayloads"),
+           ("LogReader::ForEachPayload (read-only, pread)", "BM_ReaderScan")], "W5Scan", unit="MB/s", key=mbps)
 
     md.append("\n### W6 open a one-segment log (ms)\n")
     md.append("| | ms |\n|---|---|")
