@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <array>
 #include <iterator>
+#include <limits>
 #include <tuple>
 #include <utility>
 #include <cerrno>
@@ -68,6 +69,7 @@ class FrameLoader {
  private:
   static constexpr std::uint64_t kReadAhead = 256 << 10;
   static constexpr std::uint64_t kPollRead = 4096;
+  static constexpr std::uint64_t kMaxFileBytes = std::numeric_limits<std::int64_t>::max();
 
   const char* TryLoad(const File& file, std::uint64_t pos, std::uint64_t offset, std::span<const std::byte>& payload,
                       std::uint64_t& end, std::uint64_t ahead) {
@@ -90,6 +92,8 @@ class FrameLoader {
   // (and up to `ahead` in all) if not.
   bool Ensure(const File& file, std::uint64_t pos, std::uint64_t n, std::uint64_t ahead) {
     if (&file == file_ && pos >= pos_ && pos + n <= pos_ + len_) return true;
+    // A position of garbage (an index entry, a length) past any file.
+    if (n > kMaxFileBytes || pos > kMaxFileBytes - n) return false;
     buf_.resize(static_cast<std::size_t>(std::max(n, ahead)));
     file_ = &file;
     pos_ = pos;
