@@ -10,9 +10,11 @@
 #include "support/temp_dir.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -336,4 +338,39 @@ BOOST_AUTO_TEST_CASE(reset_starts_recovery_afresh_and_keeps_counters) {
   BOOST_TEST(s.recovery.actions.empty(), Actions(s));
   BOOST_TEST(s.appends == 1U);
   BOOST_TEST(s.next_offset == 0U);
+}
+
+BOOST_AUTO_TEST_CASE(segments_after_an_interrupted_seal_are_removed_and_reported) {
+  TempDir dir;
+  TempDir copy;
+  const Config c = logsync::test::SmallSegments(4096);
+  Log<> log(dir.path(), c);  // sync::None: the active segment never syncs
+  for (std::uint64_t i = 0; i < 400; ++i) log.Append({0, Value(i)});
+  BOOST_TEST_REQUIRE(log.SegmentCount() >= 3U);
+  std::vector<fs::path> stores;
+  for (const auto& e : fs::directory_iterator(dir.path()))
+    if (e.path().extension() == ".store") stores.push_back(copy / e.path().filename().string());
+  std::sort(stores.begin(), stores.end());
+  // The rolled segments are sealed in the background: wait for that.
+  for (std::size_t i = 0; i + 1 < stores.size(); ++i) {
+    const std::uint64_t base = std::stoull(stores[i].stem().string());
+    for (int tries = 0; tries < 500 && !logsync::Segment::SealedOnDisk(dir.path(), base); ++tries)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    BOOST_TEST_REQUIRE(logsync::Segment::SealedOnDisk(dir.path(), base));
+  }
+  for (const auto& e : fs::directory_iterator(dir.path())) fs::copy_file(e.path(), copy / e.path().filename().string());
+  // The segment before the newest as a crash in its seal leaves it: no
+  // index, its last frame torn. It then ends before the newest begins.
+  const fs::path torn = stores[stores.size() - 2], newest = stores.back();
+  fs::remove(fs::path(torn).replace_extension(".index"));
+  fs::resize_file(torn, fs::file_size(torn) - 3);
+  Log<> recovered(copy.path(), c);
+  const LogStats s = recovered.Stats();
+  BOOST_TEST(s.recovery.segments_removed == 1U);
+  BOOST_TEST(HasActionWith(s, newest.filename().string() + ": removed", "seal"), Actions(s));
+  BOOST_TEST(HasActionWith(s, torn.filename().string() + ": cut", "bytes at byte"), Actions(s));
+  BOOST_TEST(s.recovery.bytes_cut > 0U);
+  BOOST_TEST(!fs::exists(newest));
+  BOOST_TEST(recovered.NextOffset() == std::stoull(newest.stem().string()) - 1);
+  BOOST_TEST(s.segments == recovered.SegmentCount());
 }
