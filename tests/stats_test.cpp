@@ -10,6 +10,7 @@
 #include "support/temp_dir.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -373,4 +374,43 @@ BOOST_AUTO_TEST_CASE(segments_after_an_interrupted_seal_are_removed_and_reported
   BOOST_TEST(!fs::exists(newest));
   BOOST_TEST(recovered.NextOffset() == std::stoull(newest.stem().string()) - 1);
   BOOST_TEST(s.segments == recovered.SegmentCount());
+}
+
+BOOST_AUTO_TEST_CASE(counters_are_exact_under_concurrent_appends_and_stats) {
+  TempDir dir;
+  Log<> log(dir.path(), logsync::test::SmallSegments(64 << 10));
+  constexpr int kThreads = 4, kEach = 2000;
+  std::atomic<bool> done{false};
+  std::uint64_t calls = 0, went_back = 0;  // checked after the join (Boost.Test asserts on one thread)
+  std::thread watcher([&] {
+    std::uint64_t last = 0;
+    while (!done.load()) {
+      const LogStats s = log.Stats();
+      went_back += s.records < last || s.segments == 0;
+      last = s.records;
+      ++calls;
+    }
+  });
+  std::vector<std::thread> appenders;
+  for (int t = 0; t < kThreads; ++t)
+    appenders.emplace_back([&] {
+      for (int i = 0; i < kEach; ++i) {
+        if (i % 10 == 0) {
+          const std::vector<Record> batch(3, Record{0, "bb"});
+          log.AppendBatch(batch);
+        } else {
+          log.Append({0, "a"});
+        }
+      }
+    });
+  for (auto& t : appenders) t.join();
+  done = true;
+  watcher.join();
+  BOOST_TEST(went_back == 0U);
+  BOOST_TEST(calls > 0U);
+  const LogStats s = log.Stats();
+  BOOST_TEST(s.appends == std::uint64_t{kThreads} * kEach);
+  BOOST_TEST(s.records == std::uint64_t{kThreads} * (kEach / 10 * 3 + kEach / 10 * 9));
+  BOOST_TEST(s.records == s.next_offset);
+  BOOST_TEST(s.segments == log.SegmentCount());
 }
