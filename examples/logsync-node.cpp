@@ -33,7 +33,14 @@
 //   JOIN <id> <address>         OK                  (on the leader; admin)
 //   REMOVE <id>                 OK                  (on the leader; admin; never the last voter)
 //   TRANSFER                    OK                  (on the leader; admin)
-//   STATS                       OK restored <n>     (snapshots installed from the leader)
+//   STATS                       OK restored <n> <key> <value> ...
+//                               (<n>: snapshots installed from the leader; then the local log's
+//                               Log::Stats() as key-value pairs, in this order: appends records
+//                               bytes syncs records_per_sync sync_p50_us sync_p99_us segments
+//                               open_files mappings lowest next recovery_segments
+//                               recovery_bytes_checked recovery_records recovery_bytes_cut
+//                               recovery_segments_removed recovery_indexes_rebuilt
+//                               recovery_actions; more keys may follow: read them by name)
 //   FETCH                       OK <bytes>, then that many bytes of the local log's Reader()
 //                               stream (for nodes restoring a snapshot: include/logsync/raft/fetch.hpp)
 //   QUIT                        (closes the connection)
@@ -237,6 +244,43 @@ std::uint64_t BatchBytes(std::uint64_t n, std::uint64_t prefix) {
 /// One client connection's state.
 /// "<client address> <raft address>" of a node, "-" for a client address
 /// it has not announced (yet).
+// The STATS reply: restored <n> first, then the local log's counters (see
+// the protocol at the top).
+std::string StatsLine(const Node& node) {
+  const std::uint64_t restored = node.SnapshotsRestored();
+  const logsync::LogStats s = node.Stats();
+  const auto us = [](std::chrono::nanoseconds d) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f", static_cast<double>(d.count()) / 1000.0);
+    return std::string(buf);
+  };
+  char per_sync[32];
+  std::snprintf(per_sync, sizeof per_sync, "%.2f", s.records_per_sync);
+  std::string out = "OK restored " + std::to_string(restored);
+  const auto add = [&](const char* key, const std::string& value) { out += std::string(" ") + key + " " + value; };
+  const auto num = [&](const char* key, std::uint64_t value) { add(key, std::to_string(value)); };
+  num("appends", s.appends);
+  num("records", s.records);
+  num("bytes", s.bytes);
+  num("syncs", s.syncs);
+  add("records_per_sync", per_sync);
+  add("sync_p50_us", us(s.sync_p50));
+  add("sync_p99_us", us(s.sync_p99));
+  num("segments", s.segments);
+  num("open_files", s.open_files);
+  num("mappings", s.mappings);
+  num("lowest", s.lowest_offset);
+  num("next", s.next_offset);
+  num("recovery_segments", s.recovery.segments);
+  num("recovery_bytes_checked", s.recovery.bytes_checked);
+  num("recovery_records", s.recovery.records_recovered);
+  num("recovery_bytes_cut", s.recovery.bytes_cut);
+  num("recovery_segments_removed", s.recovery.segments_removed);
+  num("recovery_indexes_rebuilt", s.recovery.indexes_rebuilt);
+  num("recovery_actions", s.recovery.actions.size() + s.recovery.more_actions);
+  return out;
+}
+
 std::string Addresses(const logsync::Peer& p) {
   return (p.client_address.empty() ? std::string("-") : p.client_address) + " " + p.address;
 }
@@ -372,7 +416,7 @@ std::string Handle(Node& node, const Options& opts, Session& session, const std:
       node.Leave(id);
       return "OK";
     }
-    if (cmd == "STATS") return "OK restored " + std::to_string(node.SnapshotsRestored());
+    if (cmd == "STATS") return StatsLine(node);
     if (cmd == "TRANSFER") {
       if (const char* refused = admin()) return refused;
       node.TransferLeadership();

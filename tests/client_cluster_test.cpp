@@ -286,6 +286,10 @@ BOOST_AUTO_TEST_CASE(retrying_clients_append_exactly_once_across_leader_kills) {
   BOOST_TEST(lost == 0U);
   BOOST_TEST(reference.size() >= acked.size());
   std::string restored;
-  for (std::uint64_t id = 1; id <= 3; ++id) restored += " " + Ask(c.ById(id).client_port, "STATS").substr(3);
+  for (std::uint64_t id = 1; id <= 3; ++id) {
+    const std::string stats = Ask(c.ById(id).client_port, "STATS");  // "OK restored <n> <key> <value> ..."
+    BOOST_REQUIRE(stats.rfind("OK restored ", 0) == 0);
+    restored += " " + std::to_string(std::stoull(stats.substr(12)));
+  }
   BOOST_TEST_MESSAGE("snapshots installed from the leader, per node:" << restored);
 }

@@ -133,6 +133,23 @@ std::string FetchStream(const Node& node) {
   return out;
 }
 
+// The value of `key` in a STATS reply ("OK restored <n> <key> <value> ..."),
+// or "" if it has none; "restored" is always the first.
+std::string StatsValue(const std::string& stats, const std::string& key) {
+  std::istringstream in(stats);
+  std::string ok, k, v;
+  in >> ok;
+  while (in >> k >> v)
+    if (k == key) return v;
+  return "";
+}
+
+// The snapshots a STATS reply says the node installed.
+std::uint64_t Restored(const std::string& stats) {
+  BOOST_REQUIRE_MESSAGE(stats.rfind("OK restored ", 0) == 0, stats);
+  return std::stoull(stats.substr(12));
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(three_nodes_survive_leader_kill_and_membership_changes) {
@@ -228,12 +245,20 @@ BOOST_AUTO_TEST_CASE(lagging_node_catches_up_through_a_snapshot) {
     else
       writer.Send("APPEND " + v, {v});
   }
-  BOOST_TEST(Ask(c.ById(lagging == 2 ? 3 : 2).client_port, "STATS") == "OK restored 0");
+  const std::uint64_t other_id = lagging == 2 ? 3 : 2;
+  const std::uint64_t applied = c.Next(c.ById(other_id), acked.rbegin()->first + 1);
+  const std::string other = Ask(c.ById(other_id).client_port, "STATS");
+  BOOST_TEST(Restored(other) == 0U, other);
+  // The local log's counters follow: it applied what the cluster committed.
+  BOOST_TEST(std::stoull(StatsValue(other, "next")) >= applied, other);
+  BOOST_TEST(std::stoull(StatsValue(other, "records")) >= 1U, other);
+  BOOST_TEST(std::stoull(StatsValue(other, "segments")) >= 1U, other);
+  BOOST_TEST(std::stoull(StatsValue(other, "open_files")) >= 3U, other);
+  BOOST_TEST(StatsValue(other, "recovery_bytes_cut") == "0", other);
   c.Start(c.ById(lagging), "");
   CheckSame(c, {1, 2, 3}, acked);
   const std::string stats = Ask(c.ById(lagging).client_port, "STATS");
-  BOOST_REQUIRE(stats.rfind("OK restored ", 0) == 0);
-  BOOST_TEST(std::stoull(stats.substr(12)) >= 1U, stats);
+  BOOST_TEST(Restored(stats) >= 1U, stats);
   // The leader's client address reached it in the snapshot: the entry that
   // announced it was compacted away before the node came back.
   BOOST_TEST(Ask(c.ById(lagging).client_port, "LEADER") == LeaderReply(c, c.Leader()));
@@ -280,8 +305,7 @@ BOOST_AUTO_TEST_CASE(a_follower_far_behind_catches_up_through_a_streamed_fetch) 
   BOOST_TEST(c.Next(c.ById(lagging), next) == next);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const std::string stats = Ask(c.ById(lagging).client_port, "STATS");
-  BOOST_REQUIRE(stats.rfind("OK restored ", 0) == 0);
-  BOOST_TEST(std::stoull(stats.substr(12)) >= 1U, stats);
+  BOOST_TEST(Restored(stats) >= 1U, stats);
   const std::string reference = FetchStream(c.ById(c.Leader()));
   BOOST_TEST_MESSAGE("caught up " << reference.size() << " bytes in " << seconds << " s ("
                                   << reference.size() / seconds / 1e6 << " MB/s, restart included)");

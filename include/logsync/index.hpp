@@ -179,6 +179,9 @@ class Index {
 
   bool Writable() const noexcept { return writable_.load(std::memory_order_acquire); }
 
+  /// Whether the index holds a mapping (changes only while it is opened).
+  bool Mapped() const noexcept { return region_ != nullptr; }
+
  private:
   // Whether the file starts with this segment's header, and its checkpoint.
   void ReadHeader() {

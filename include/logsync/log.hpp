@@ -13,6 +13,11 @@
 /// While a Log has the directory open it holds an flock on the directory
 /// itself and on `LOCK` (detail/directory_lock.hpp).
 ///
+/// Stats() (stats.hpp) reports counters the appenders keep under the
+/// append lock (plain relaxed stores, no locked instruction), the syncs
+/// GroupCommit counts and times, what the segments hold, and what the last
+/// open's recovery found (returned by SegmentSet::Open).
+///
 /// Thread safety: any number of threads may call Append, AppendBatch, Read,
 /// Scan, Reader, the offset getters, Sync and Truncate at once. Appends are
 /// serialised; a record becomes readable only once its frame and index entry
@@ -33,6 +38,7 @@
 #include <logsync/scan.hpp>
 #include <logsync/segment_set.hpp>
 #include <logsync/snapshot.hpp>
+#include <logsync/stats.hpp>
 #include <logsync/sync.hpp>
 #include <logsync/verify.hpp>
 
@@ -133,6 +139,7 @@ class Log {
       generation = commit_.Generation();
       offset = commit_.PoisonOnSyncError(
           [&] { return segments_.Append(frame, std::span(&length, 1), std::span(&crc, 1)); });
+      CountAppend(1, length);
       sync = sync_.AfterAppend(1);
     }
     WakeTailers();
@@ -155,6 +162,7 @@ class Log {
       lengths[i] = EncodeFrame(records[i], frames, at);
       crcs[i] = detail::PayloadCrc(std::span(frames).subspan(at + kFrameHeaderBytes, lengths[i]));
     }
+    const std::uint64_t payload_bytes = frames.size() - records.size() * kFrameHeaderBytes;
     std::uint64_t first, generation;
     bool sync;
     {
@@ -162,6 +170,7 @@ class Log {
       CheckWritable(records.size());
       generation = commit_.Generation();
       first = commit_.PoisonOnSyncError([&] { return segments_.Append(frames, lengths, crcs); });
+      CountAppend(records.size(), payload_bytes);
       sync = sync_.AfterAppend(records.size());
     }
     WakeTailers();
@@ -387,6 +396,34 @@ class Log {
   /// Number of segments.
   std::size_t SegmentCount() const { return segments_.Size(); }
 
+  /// Counters since the log was constructed (appends, syncs and their
+  /// latency over the last 1024), what it holds now (segments, offsets,
+  /// descriptors, mappings) and what its last open or Reset recovered.
+  /// O(segments), no I/O; any thread. Throws StateError on a closed log.
+  LogStats Stats() const {
+    CheckOpen();
+    LogStats s;
+    s.appends = appends_.load(std::memory_order_relaxed);
+    s.records = records_.load(std::memory_order_relaxed);
+    s.bytes = bytes_.load(std::memory_order_relaxed);
+    const auto synced = commit_.Stats();
+    s.syncs = synced.syncs;
+    s.records_per_sync = s.syncs == 0 ? 0.0 : static_cast<double>(s.records) / static_cast<double>(s.syncs);
+    s.sync_p50 = synced.latency.p50;
+    s.sync_p99 = synced.latency.p99;
+    const auto held = segments_.Resources();
+    s.segments = held.segments;
+    s.open_files = held.open_files + (held.segments > 0 ? detail::DirectoryLock::kFiles : 0);
+    s.mappings = held.mappings;
+    s.lowest_offset = LowestOffset();
+    s.next_offset = NextOffset();
+    {
+      std::lock_guard lock(stats_mu_);
+      s.recovery = recovery_;
+    }
+    return s;
+  }
+
  private:
   // What Shutdown does with the directory lock, and RemoveFiles with LOCK.
   enum class DirLock { kRelease, kKeep };
@@ -408,6 +445,14 @@ class Log {
     if (scratch.capacity() > (1U << 20)) std::vector<std::byte>().swap(scratch);
   }
 
+  // Counts a successful append of `records` records, `bytes` of payload
+  // (append lock held: the only writer, so no locked instruction).
+  void CountAppend(std::uint64_t records, std::uint64_t bytes) noexcept {
+    appends_.store(appends_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    records_.store(records_.load(std::memory_order_relaxed) + records, std::memory_order_relaxed);
+    bytes_.store(bytes_.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
+  }
+
   // Wakes readers in WaitFor, if any.
   void WakeTailers() const { tailers_.Wake(); }
 
@@ -427,7 +472,11 @@ class Log {
     detail::CreateDirSynced(detail::CleanDir(dir_));  // new directories' entries synced too
     if (!dir_lock_.Held()) dir_lock_ = detail::DirectoryLock(dir_);  // Reset keeps it
     commit_.Restart();
-    segments_.Open();
+    RecoveryStats found = segments_.Open();
+    {
+      std::lock_guard lock(stats_mu_);
+      recovery_ = std::move(found);
+    }
     if constexpr (detail::PeriodicSync<S>) {
       commit_.StartSyncer(std::chrono::milliseconds(sync_.Period()), [this] { return segments_.NextOffset(); });
     }
@@ -474,6 +523,10 @@ class Log {
   SegmentSet segments_;
   std::mutex append_mu_;  // one writer at a time: appends, rolls, Truncate, Close, Reset
   std::atomic<bool> closed_{false};
+  // Stats() counters, written under append_mu_ (see CountAppend).
+  std::atomic<std::uint64_t> appends_{0}, records_{0}, bytes_{0};
+  mutable std::mutex stats_mu_;  // guards recovery_
+  RecoveryStats recovery_;        // what the last Open found
   detail::GroupCommit commit_;  // after segments_: its sync uses them
 
   detail::Tailers tailers_;  // readers in WaitFor

@@ -14,6 +14,7 @@
 #include <logsync/scan.hpp>
 #include <logsync/segment_set.hpp>
 #include <logsync/snapshot.hpp>
+#include <logsync/stats.hpp>
 #include <logsync/store.hpp>
 #include <logsync/sync.hpp>
 #include <logsync/verify.hpp>

@@ -17,12 +17,17 @@
 ///    and the first that does not hold (torn, zero-filled, garbage) ends the
 ///    segment; the tail after it is cut off. The work is proportional to
 ///    what was written after the last sync.
+///
+/// Recover opens a segment as Open does and returns, with it, what its
+/// recovery checked and changed (stats.hpp's RecoveryStats): the caller
+/// adds that up; nothing here reports to the log above.
 
 #include <logsync/config.hpp>
 #include <logsync/detail/file.hpp>
 #include <logsync/error.hpp>
 #include <logsync/format.hpp>
 #include <logsync/index.hpp>
+#include <logsync/stats.hpp>
 #include <logsync/store.hpp>
 #include <logsync/verify.hpp>
 
@@ -84,13 +89,26 @@ class Segment {
   /// Opens an existing segment (see the file comment for what is checked).
   static std::shared_ptr<Segment> Open(const std::filesystem::path& dir, std::uint64_t base, const Config& c,
                                        Role role) {
-    auto s = std::shared_ptr<Segment>(new Segment(dir, base, c));
+    return Recover(dir, base, c, role).segment;
+  }
+
+  /// An opened segment and what its recovery found (see Recover).
+  struct Opened {
+    std::shared_ptr<Segment> segment;
+    RecoveryStats recovery;
+  };
+
+  /// Opens an existing segment as Open does; also returns what recovery
+  /// checked and changed (segments is 1; actions empty when nothing changed).
+  static Opened Recover(const std::filesystem::path& dir, std::uint64_t base, const Config& c, Role role) {
+    Opened o{std::shared_ptr<Segment>(new Segment(dir, base, c)), {}};
+    o.recovery.segments = 1;
     if (role == Role::kActive)
-      s->OpenActive();
+      o.segment->OpenActive(o.recovery);
     else
-      s->OpenSealed();
-    s->MapStore(role);
-    return s;
+      o.segment->OpenSealed(o.recovery);
+    o.segment->MapStore(role);
+    return o;
   }
 
   /// Whether the files of the segment at `base` are as a finished Seal
@@ -139,6 +157,12 @@ class Segment {
   bool Sealed() const noexcept { return !index_->Writable(); }
   const std::filesystem::path& StoreFile() const noexcept { return store_->path(); }
   const std::filesystem::path& IndexFile() const noexcept { return index_->path(); }
+
+  /// File descriptors the segment holds: its store's, and its index's
+  /// while the index is writable (a sealed index keeps only its mapping).
+  std::uint64_t OpenFiles() const noexcept { return 1 + (index_->Writable() ? 1 : 0); }
+  /// Memory mappings the segment holds (store and index).
+  std::uint64_t Mappings() const noexcept { return (store_->MappedBytes() > 0 ? 1 : 0) + (index_->Mapped() ? 1 : 0); }
 
   /// Whether `records` more records, `frame_bytes` in all, fit in this segment.
   bool Fits(std::uint64_t frame_bytes, std::uint64_t records) const noexcept {
@@ -335,15 +359,19 @@ class Segment {
       store_->Map(store_->Size());
   }
 
-  // The newest segment: see the file comment.
-  void OpenActive() {
+  // The newest segment: see the file comment. Adds what it checks and
+  // changes to `rec`.
+  void OpenActive(RecoveryStats& rec) {
     const auto store_path = StorePath(dir_, base_);
     {
       // A header that never reached the disk whole (its store was never
       // synced, so nothing in it was acknowledged as durable) is written
       // again; the frames after it are then checked like any others.
       detail::File probe(store_path, O_RDWR);
-      if (TornHeader(probe)) probe.WriteAt(detail::StoreHeader(base_), 0);
+      if (TornHeader(probe)) {
+        probe.WriteAt(detail::StoreHeader(base_), 0);
+        detail::AddAction(rec, Name(store_path) + ": header rewritten at byte 0 (torn before the store's first sync)");
+      }
     }
     if (!store_) store_.emplace(Store::Open(store_path, base_, detail::Access::kReadWrite));
     index_ = std::make_unique<Index>(IndexPath(dir_, base_), base_, config_.segment.max_index_bytes,
@@ -374,7 +402,9 @@ class Segment {
         end = kStoreHeaderBytes;
       }
     }
-    end = ScanTail(n, end);
+    const std::uint64_t trusted = n, from = end;
+    Tail tail;
+    end = ScanTail(n, end, &tail);
     // A frame a sync covered that does not hold is damage, not a torn
     // tail: cutting it off would drop durable records after it.
     if (vouched && end < cp->store_bytes)
@@ -383,7 +413,22 @@ class Segment {
                                 " does not hold, but a sync covered it (the index checkpoint says the store was "
                                 "durable through byte " +
                                 std::to_string(cp->store_bytes) + "); the store is left as it is");
-    if (end < size) store_->Truncate(end);
+    rec.bytes_checked += end - from;
+    rec.records_recovered += Count() - trusted;
+    if (Count() > trusted)
+      detail::AddAction(rec, Name(StoreFile()) + ": " + std::to_string(Count() - trusted) +
+                                 " records at bytes " + std::to_string(from) + " to " + std::to_string(end) +
+                                 " checked and kept (past the last checkpoint)");
+    if (end < size) {
+      // The zeros the store was allocated with past its records are no
+      // loss; the bytes before the last one that is not zero are.
+      const std::uint64_t cut = tail.non_zero_end - end;
+      store_->Truncate(end);
+      rec.bytes_cut += cut;
+      if (cut > 0)
+        detail::AddAction(rec, Name(StoreFile()) + ": cut " + std::to_string(cut) + " bytes at byte " +
+                                   std::to_string(end) + " (" + (tail.why ? tail.why : "not a whole frame") + ")");
+    }
     // The checkpoint now says what recovery found durable, and nothing more.
     const std::uint64_t at = vouched ? RecordsEndingAt(cp->store_bytes) : kNoRecordCount;
     if (at != kNoRecordCount)
@@ -431,11 +476,14 @@ class Segment {
                        [](std::byte b) { return b == std::byte{0}; });
   }
 
-  void OpenSealed() {
+  // A sealed segment: see the file comment. Adds what it checks and
+  // changes to `rec`.
+  void OpenSealed(RecoveryStats& rec) {
     store_.emplace(Store::Open(StorePath(dir_, base_), base_, detail::Access::kReadOnly));
     const auto index_path = IndexPath(dir_, base_);
     std::error_code ec;
-    if (std::filesystem::exists(index_path, ec)) {
+    const bool had_index = std::filesystem::exists(index_path, ec);
+    if (had_index) {
       index_ = std::make_unique<Index>(index_path, base_, 0, detail::Access::kReadOnly);
       const std::uint64_t n = index_->EntriesOnDisk();
       if (index_->WholeEntriesOnDisk() && n > 0 && Agrees(n - 1, index_->At(n - 1)) &&
@@ -447,13 +495,20 @@ class Segment {
     // The check failed: rebuild the index from the store.
     index_.reset();
     index_ = std::make_unique<Index>(index_path, base_, 0, detail::Access::kReadWrite);
-    std::uint64_t n = TrustedEntries();
-    std::uint64_t end = n == 0 ? kStoreHeaderBytes : index_->At(n - 1).End();
-    end = ScanTail(n, end);
+    const std::uint64_t n = TrustedEntries();
+    const std::uint64_t from = n == 0 ? kStoreHeaderBytes : index_->At(n - 1).End();
+    const std::uint64_t end = ScanTail(n, from);
     if (end != store_->Size())
       throw CorruptionError(StoreFile(), end, "sealed segment holds bytes that are not a valid frame");
-    index_->ResetCheckpoint(n, end);
+    index_->ResetCheckpoint(Count(), end);
     index_->Trim();
+    ++rec.indexes_rebuilt;
+    rec.bytes_checked += end - from;
+    rec.records_recovered += Count() - n;
+    detail::AddAction(rec, Name(index_path) + ": rebuilt from the store, " + std::to_string(Count()) +
+                               " records, " + std::to_string(Count() - n) + " of them checked from byte " +
+                               std::to_string(from) + " of the store (" +
+                               (had_index ? "the index did not end with the store" : "the index was missing") + ")");
   }
 
   // Whether entry i is consistent with its place in the store.
@@ -474,20 +529,32 @@ class Segment {
     return i;
   }
 
+  // What follows the last good frame ScanTail found.
+  struct Tail {
+    const char* why = nullptr;       // why the frame there does not hold
+    std::uint64_t non_zero_end = 0;  // FrameCursor::NonZeroEnd from there
+  };
+
   // Checks frames from `pos` (record n of the segment) and indexes each one
-  // that holds; returns the end of the last good frame.
-  std::uint64_t ScanTail(std::uint64_t n, std::uint64_t pos) {
+  // that holds; returns the end of the last good frame, and fills `tail`
+  // if given.
+  std::uint64_t ScanTail(std::uint64_t n, std::uint64_t pos, Tail* tail = nullptr) {
     detail::FrameCursor cursor(*store_, pos, store_->Size());
     detail::FrameHeader h{};
-    while (n < (1ULL << 32) && cursor.Next(base_ + n, h) == nullptr) {
+    const char* bad = nullptr;
+    while (n < (1ULL << 32) && (bad = cursor.Next(base_ + n, h)) == nullptr) {
       index_->Reserve(n + 1);
       index_->Put(n, IndexEntry{static_cast<std::uint32_t>(n), h.length, pos});
       pos = cursor.Position();
       ++n;
     }
+    if (tail) *tail = {bad, cursor.NonZeroEnd()};
     index_->SetCount(n);
     return pos;
   }
+
+  // The file name of `p`, as actions name it.
+  static std::string Name(const std::filesystem::path& p) { return p.filename().string(); }
 
   std::filesystem::path dir_;
   std::uint64_t base_;

@@ -34,6 +34,7 @@
 #include <logsync/error.hpp>
 #include <logsync/format.hpp>
 #include <logsync/segment.hpp>
+#include <logsync/stats.hpp>
 
 #include <algorithm>
 #include <array>
@@ -150,12 +151,19 @@ class SegmentSet {
   /// a sync covered, and a crash loses only a suffix. Otherwise each is
   /// sealed. A segment that is not sealed while a later one synced is
   /// damage, handled as before (rebuilt, or reported, never cut).
-  void Open() {
+  ///
+  /// Returns what the segments' recoveries found and what Open changed.
+  RecoveryStats Open() {
     sealer_.Restart();
+    RecoveryStats found;
     const auto [stores, indexes] = ListFiles(dir_);
     // An index whose store is gone is what an interrupted removal leaves.
     for (std::uint64_t b : indexes)
-      if (!std::binary_search(stores.begin(), stores.end(), b)) detail::RemoveFile(Segment::IndexPath(dir_, b));
+      if (!std::binary_search(stores.begin(), stores.end(), b)) {
+        detail::RemoveFile(Segment::IndexPath(dir_, b));
+        detail::AddAction(found, Segment::IndexPath(dir_, b).filename().string() +
+                                     ": removed at byte 0 (its store is gone: an interrupted removal)");
+      }
 
     std::size_t recover_from = stores.empty() ? 0 : stores.size() - 1;
     for (std::size_t i = 0; i + 1 < stores.size(); ++i) {
@@ -171,7 +179,8 @@ class SegmentSet {
     std::size_t end = stores.size();
     for (std::size_t i = 0; i < end; ++i) {
       const auto role = i >= recover_from ? Segment::Role::kActive : Segment::Role::kSealed;
-      auto seg = Segment::Open(dir_, stores[i], config_, role);
+      auto [seg, recovery] = Segment::Recover(dir_, stores[i], config_, role);
+      detail::AddRecovery(found, std::move(recovery));
       if (!segs.empty() && seg->BaseOffset() != segs.back()->NextOffset())
         throw CorruptionError(seg->StoreFile(), 0,
                               "segment starts at offset " + std::to_string(seg->BaseOffset()) +
@@ -179,10 +188,17 @@ class SegmentSet {
       if (role == Segment::Role::kActive && i + 1 < end) {
         if (seg->NextOffset() == stores[i + 1]) {
           seg->Seal();
+          detail::AddAction(found, seg->StoreFile().filename().string() + ": sealed at byte " +
+                                       std::to_string(seg->CommittedBytes()) + " (its seal was cut short)");
         } else {
           for (std::size_t j = end - 1; j > i; --j) {
             detail::RemoveFile(Segment::StorePath(dir_, stores[j]));
             detail::RemoveFile(Segment::IndexPath(dir_, stores[j]));
+            ++found.segments_removed;
+            detail::AddAction(found, Segment::StorePath(dir_, stores[j]).filename().string() +
+                                         ": removed with its index at byte 0 (the segment before it, cut short "
+                                         "in its seal, ends at offset " +
+                                         std::to_string(seg->NextOffset()) + ")");
           }
           detail::SyncDirectory(dir_);
           end = i + 1;
@@ -197,6 +213,7 @@ class SegmentSet {
     lowest_offset_.store(segments_.front()->BaseOffset(), std::memory_order_release);
     next_offset_.store(segments_.back()->NextOffset(), std::memory_order_release);
     Publish();
+    return found;
   }
 
   /// Closes the set: waits for the seals under way, takes its segments out
@@ -285,6 +302,24 @@ class SegmentSet {
   std::size_t Size() const {
     std::shared_lock lock(mu_);
     return segments_.size();
+  }
+
+  /// What the segments hold of the system's: see Resources().
+  struct Usage {
+    std::uint64_t segments = 0, open_files = 0, mappings = 0;
+  };
+
+  /// The segments' count, file descriptors and mappings (all 0 when
+  /// closed): a pass over the list under the shared lock, no system call.
+  Usage Resources() const {
+    std::shared_lock lock(mu_);
+    Usage u;
+    u.segments = segments_.size();
+    for (const auto& seg : segments_) {
+      u.open_files += seg->OpenFiles();
+      u.mappings += seg->Mappings();
+    }
+    return u;
   }
 
   // ---- the writer (one at a time) -----------------------------------------

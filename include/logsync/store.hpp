@@ -235,6 +235,36 @@ class FrameCursor {
   std::uint64_t Position() const noexcept { return pos_; }
   void Seek(std::uint64_t pos) noexcept { pos_ = pos; }
 
+  /// A run of this many zeros ends what NonZeroEnd counts.
+  static constexpr std::uint64_t kZeroRun = 4096;
+
+  /// One past the last byte that is not zero from Position() on, up to the
+  /// first run of kZeroRun zeros or the end (Position() if there is none):
+  /// where what a torn write or garbage left ends, short of the zeros a
+  /// store is allocated ahead with. Reads on in the cursor's chunks, from
+  /// what it holds: the work is those bytes and one run, not the zeros.
+  /// (Bytes past a page of zeros, which a power loss can leave, are not
+  /// counted.)
+  std::uint64_t NonZeroEnd() {
+    std::uint64_t last = pos_, at = pos_;
+    while (at < end_) {
+      if (at < buf_pos_ || at >= buf_pos_ + buf_len_) {
+        Fill(at);
+        if (buf_len_ == 0) break;
+      }
+      const std::byte* p = buf_.data() + (at - buf_pos_);
+      const std::uint64_t n = buf_pos_ + buf_len_ - at;
+      for (std::uint64_t i = 0; i < n; ++i) {
+        if (p[i] != std::byte{0})
+          last = at + i + 1;
+        else if (at + i + 1 - last >= kZeroRun)
+          return last;
+      }
+      at += n;
+    }
+    return last;
+  }
+
   /// Checks the frame at Position(), which should hold record `offset`.
   /// If it holds: fills `h`, moves past it and returns nullptr. Otherwise
   /// returns why, and stays.

@@ -31,6 +31,9 @@ class DirectoryLock {
 
   bool Held() const noexcept { return dir_.IsOpen(); }
 
+  /// The file descriptors a held lock keeps: the directory's and LOCK's.
+  static constexpr unsigned kFiles = 2;
+
   void Release() noexcept {
     lock_.Close();
     dir_.Close();

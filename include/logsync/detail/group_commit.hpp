@@ -20,7 +20,11 @@
 // GroupCommit knows nothing of the log: it is given a callable that syncs
 // the active segment and returns the offset below which every record is
 // durable (read before the sync began).
+//
+// It counts the syncs it ran and keeps the durations of the recent ones
+// (detail/latency_ring.hpp), recorded by the leader under its mutex.
 
+#include <logsync/detail/latency_ring.hpp>
 #include <logsync/error.hpp>
 
 #include <algorithm>
@@ -142,6 +146,24 @@ class GroupCommit {
     });
   }
 
+  /// Syncs run so far (across Restarts) and the latency of the recent ones.
+  struct SyncStats {
+    std::uint64_t syncs = 0;
+    LatencyRing::Percentiles latency;
+  };
+
+  /// See SyncStats. Copies the ring under the lock and selects outside it.
+  SyncStats Stats() const {
+    LatencyRing ring;
+    std::uint64_t syncs;
+    {
+      std::lock_guard lock(mu_);
+      ring = sync_latency_;
+      syncs = syncs_;
+    }
+    return {syncs, ring.Compute()};
+  }
+
   /// Stops the syncer thread, if any, and waits for it.
   void StopSyncer() {
     if (!syncer_.joinable()) return;
@@ -178,6 +200,7 @@ class GroupCommit {
       lock.unlock();
       for (int i = 0; i < kLeaderYields; ++i) std::this_thread::yield();
       std::uint64_t upto;
+      const auto began = std::chrono::steady_clock::now();
       try {
         upto = sync_();
       } catch (const SyncError& e) {
@@ -193,8 +216,11 @@ class GroupCommit {
         cv_.notify_all();
         throw;
       }
+      const auto took = std::chrono::steady_clock::now() - began;
       lock.lock();
       syncing_ = false;
+      ++syncs_;
+      sync_latency_.Add(std::chrono::duration_cast<std::chrono::nanoseconds>(took));
       if (Generation() == generation) synced_next_ = std::max(synced_next_, upto);
       cv_.notify_all();
     }
@@ -211,6 +237,8 @@ class GroupCommit {
   bool syncing_ = false;  // a leader is in sync_()
   std::atomic<bool> poisoned_{false};  // written under mu_
   std::string poison_reason_;
+  std::uint64_t syncs_ = 0;  // syncs that succeeded
+  LatencyRing sync_latency_;  // their durations, the recent ones
 
   std::jthread syncer_;
 };

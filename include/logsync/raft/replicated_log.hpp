@@ -25,9 +25,11 @@ extern "C" {
 #include <logsync/error.hpp>
 #include <logsync/detail/wait.hpp>
 #include <logsync/raft/fetch.hpp>
+#include <logsync/raft/membership.hpp>
 #include <logsync/raft/node_config.hpp>
 #include <logsync/raft/state_machine.hpp>
 #include <logsync/record.hpp>
+#include <logsync/stats.hpp>
 #include <logsync/sync.hpp>
 
 #include <csignal>
@@ -168,6 +170,9 @@ class ReplicatedLog {
   /// How many snapshots installed by the leader replaced the local log.
   std::uint64_t SnapshotsRestored() const noexcept { return machine_->SnapshotsRestored(); }
 
+  /// The local log's Stats() (a restore swaps the log: its counters start over).
+  LogStats Stats() const { return machine_->WithLog([](const auto& log) { return log.Stats(); }); }
+
   /// Waits until this node has applied offsets below `next`.
   bool WaitForNext(std::uint64_t next, std::chrono::milliseconds timeout) const {
     return machine_->WaitForNext(next, timeout);
@@ -209,7 +214,7 @@ class ReplicatedLog {
   /// could never elect a leader again.
   void Leave(std::uint64_t id) {
     Run<void>([this, id](auto done) {
-      if (raft_state(&raft_) == RAFT_LEADER && IsLastVoter(id)) {
+      if (raft_state(&raft_) == RAFT_LEADER && detail::IsLastVoter(raft_.configuration, id)) {
         done->set_exception(std::make_exception_ptr(ReplicationError(
             "remove: node " + std::to_string(id) + " is the last voter; without it the cluster has no leader",
             RAFT_BADROLE)));
@@ -352,20 +357,6 @@ class ReplicatedLog {
     auto* a = static_cast<AnnounceRequest*>(req->data);
     a->self->announcing_ = false;
     delete a;
-  }
-
-  // Loop thread only. The configuration is the latest one, uncommitted
-  // changes included, so two removals cannot both pass this check.
-  bool IsLastVoter(std::uint64_t id) const {
-    unsigned voters = 0;
-    bool voter = false;
-    for (unsigned i = 0; i < raft_.configuration.n; ++i) {
-      const raft_server& s = raft_.configuration.servers[i];
-      if (s.role != RAFT_VOTER) continue;
-      ++voters;
-      voter |= s.id == id;
-    }
-    return voter && voters == 1;
   }
 
   // Loop thread only.
