@@ -87,6 +87,8 @@ BOOST_AUTO_TEST_CASE(reads_what_the_writer_appends_across_rolls_while_it_holds_t
 
   Append(log, 700);  // more segments, seals in the background
   BOOST_TEST(reader.NextOffset() == 500u);  // until Refresh
+  // Records appended since the reader last looked are not a torn tail.
+  BOOST_TEST(reader.Verify().tail_bytes == 0u);
   BOOST_TEST(reader.Refresh() == 700u);
   BOOST_TEST(reader.NextOffset() == 1200u);
   BOOST_TEST(CheckAll(reader) == 1200u);

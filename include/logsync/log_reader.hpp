@@ -49,6 +49,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -284,10 +285,10 @@ class LogReader {
         report.payload_bytes += payload.size();
         pos = end;
       }
-      const std::uint64_t after = NonZeroBytesAfter(seg.Store(), seg.End());
       if (newest) {
-        report.tail_bytes = after;
+        report.tail_bytes = TailBytes(loader, seg);
       } else {
+        const std::uint64_t after = NonZeroBytesAfter(seg.Store(), seg.End());
         if (after > 0) report.Add(seg.Store().path(), seg.End(), std::to_string(after) + " bytes after its last record");
         const std::uint64_t next_base = segs_[k + 1]->Base();
         if (seg.Base() + seg.Count() != next_base)
@@ -386,6 +387,20 @@ class LogReader {
     return CorruptionError(seg.Store().path(), seg.End(),
                            "offset " + std::to_string(offset) + " is missing: the segment ends at offset " +
                                std::to_string(seg.Base() + seg.Count()) + " before the next one begins");
+  }
+
+  // The bytes after the newest whole record of the newest segment that are
+  // not zero. A live writer appends while they are counted: whole records
+  // found past the end are its new ones, not a torn tail, so the count is
+  // taken again past them (a few times at most).
+  static std::uint64_t TailBytes(detail::FrameLoader& loader, const detail::ReadOnlySegment& seg) {
+    std::uint64_t i = seg.Count(), end = seg.End(), tail = 0;
+    for (int round = 0; round < 4; ++round) {
+      std::tie(i, end) = seg.WholeFramesFrom(loader, i, end);
+      tail = NonZeroBytesAfter(seg.Store(), end);
+      if (tail == 0 || seg.WholeFramesFrom(loader, i, end).first == i) break;
+    }
+    return tail;
   }
 
   // Bytes from `from` to the last non-zero byte of `file` (0 if all zero).

@@ -140,12 +140,22 @@ class ReadOnlySegment {
   void Extend(FrameLoader& loader, bool jump) {
     if (!header_ok_ && !CheckHeader()) return;
     if (jump) Jump(loader);
+    std::tie(count_, end_) = WholeFramesFrom(loader, count_, end_, [this](std::uint64_t i, std::uint64_t pos) { Mark(i, pos); });
+  }
+
+  // Where the whole frames that follow record i - 1 (ending at `end`) end:
+  // the record count and store position after the last one that holds.
+  // Calls `seen(i, position)` for each.
+  template <class F = void (*)(std::uint64_t, std::uint64_t)>
+  std::pair<std::uint64_t, std::uint64_t> WholeFramesFrom(
+      FrameLoader& loader, std::uint64_t i, std::uint64_t end,
+      F seen = [](std::uint64_t, std::uint64_t) {}) const {
     std::span<const std::byte> payload;
-    for (std::uint64_t next_end; loader.Load(store_, end_, base_ + count_, payload, next_end) == nullptr;) {
-      Mark(count_, end_);
-      end_ = next_end;
-      ++count_;
+    for (std::uint64_t next_end; loader.Load(store_, end, base_ + i, payload, next_end) == nullptr; ++i) {
+      seen(i, end);
+      end = next_end;
     }
+    return {i, end};
   }
 
   // The position of record i (< Count()): through its index entry if that
