@@ -280,3 +280,35 @@ BOOST_AUTO_TEST_CASE(a_table_that_does_not_parse_is_refused_and_leaves_the_table
   BOOST_TEST(!back.Decode(bytes).has_value());
   BOOST_TEST((back.States() == t.States()));
 }
+
+// A pipelining producer's retry of any of its last kProducerWindow appends
+// is a duplicate with its own offsets, also after the table went through
+// its snapshot form; older ones are out of order.
+BOOST_AUTO_TEST_CASE(the_table_remembers_a_window_of_appends_per_producer) {
+  ProducerTable t;
+  ProducerState s;
+  const std::uint64_t n = kProducerWindow + 8;
+  for (std::uint64_t seq = 1; seq <= n; ++seq) {
+    BOOST_TEST((t.Check(ProducerStamp{5, seq, 10}, 1, s) == Admission::kNew));
+    t.Remember(ProducerStamp{5, seq, 10}, 100 + seq, 1);
+    t.Check(ProducerStamp{6, seq, 10}, 2, s);
+    t.Remember(ProducerStamp{6, seq, 10}, 1000 + seq, 2);  // another producer in between
+  }
+  auto check = [&](ProducerTable& table) {
+    for (std::uint64_t seq = n - kProducerWindow + 1; seq <= n; ++seq) {
+      BOOST_TEST((table.Check(ProducerStamp{5, seq, 10}, 1, s) == Admission::kDuplicate), "seq " << seq);
+      BOOST_TEST(s.first == 100 + seq);
+      BOOST_TEST((table.Check(ProducerStamp{5, seq, 10}, 2, s) == Admission::kMismatch));
+    }
+    BOOST_TEST((table.Check(ProducerStamp{5, n - kProducerWindow, 10}, 1, s) == Admission::kOutOfOrder));
+    BOOST_TEST(s.sequence == n);
+  };
+  check(t);
+  std::vector<std::byte> bytes(t.EncodedSize());
+  t.Encode(bytes.data());
+  ProducerTable back;
+  BOOST_TEST(back.Decode(bytes).value_or(0) == bytes.size());
+  BOOST_TEST((back.States() == t.States()));
+  check(back);
+  BOOST_TEST(!back.Decode(std::span(bytes).first(bytes.size() - 1)).has_value());
+}

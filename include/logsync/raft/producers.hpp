@@ -1,8 +1,11 @@
 #pragma once
 /// The producer table of a replicated log's state machine: per producer
-/// (a client numbering its idempotent appends), the last sequence it
-/// appended and the offsets that append got, so that a retry of it is
-/// answered with them instead of appending again.
+/// (a client numbering its idempotent appends), its last kWindow appends
+/// (sequence and the offsets it got), so that a retry of any of them is
+/// answered with them instead of appending again. A pipelining client
+/// (up to kWindow appends in flight) that retries from its first
+/// unacknowledged append, in order, gets duplicates for those already
+/// applied and never `out-of-order`.
 ///
 /// Every node applies the same entries in the same order, so every node's
 /// table is the same. Nothing in it reads a local clock: time is the entry
@@ -14,9 +17,14 @@
 /// clock, and once `max_producers` others have appended since (least
 /// recently used first).
 ///
-///     snapshot form: the clock (u64), producer count P (u32), then P times,
-///     least recently used first: producer id, last sequence, first offset,
-///     record count, time of the last append (5 x u64).
+///     snapshot form: the clock (u64), producer count P (u32, its top bit
+///     set when the windows follow), then P times, least recently used
+///     first: producer id, last sequence, first offset, record count, time
+///     of the last append (5 x u64); then, if the top bit is set, P times
+///     (same order): the count W (u32) of the producer's appends before its
+///     last that it remembers, and W times, oldest first: sequence, first
+///     offset, record count (3 x u64). A table without windows is written
+///     as before them.
 
 #include <logsync/detail/endian.hpp>
 #include <logsync/raft/entry.hpp>
@@ -39,22 +47,36 @@ struct ProducerLimits {
   std::uint64_t expiry_ms = 3'600'000;
 };
 
-/// One producer's last append.
+/// How many appends of each producer the table remembers (its last and
+/// the ones before it): the most a client may have in flight.
+inline constexpr std::size_t kProducerWindow = 32;
+
+/// One remembered append of a producer before its last.
+struct ProducerAppend {
+  std::uint64_t sequence = 0;
+  std::uint64_t first = 0;
+  std::uint64_t count = 0;
+  friend bool operator==(const ProducerAppend&, const ProducerAppend&) = default;
+};
+
+/// One producer's last append (and the ones before it still remembered).
 struct ProducerState {
   std::uint64_t producer = 0;
   std::uint64_t sequence = 0;  ///< the last sequence appended
   std::uint64_t first = 0;     ///< the offset of its first record
   std::uint64_t count = 0;     ///< how many records it appended
   std::uint64_t time_ms = 0;   ///< the table's clock when it did
+  /// Up to kProducerWindow - 1 appends before the last, oldest first.
+  std::vector<ProducerAppend> earlier;
   friend bool operator==(const ProducerState&, const ProducerState&) = default;
 };
 
 /// What an idempotent append is, against the table.
 enum class Admission : std::uint8_t {
   kNew = 0,         ///< a sequence above the producer's last (or a producer not known): append
-  kDuplicate = 1,   ///< the producer's last sequence again: answer with its offsets
-  kOutOfOrder = 2,  ///< below the producer's last sequence: refuse
-  kMismatch = 3,    ///< the last sequence again with another record count: refuse
+  kDuplicate = 1,   ///< a remembered sequence again: answer with its offsets
+  kOutOfOrder = 2,  ///< below the producer's last sequence and not remembered: refuse
+  kMismatch = 3,    ///< a remembered sequence again with another record count: refuse
 };
 
 class ProducerTable {
@@ -65,25 +87,37 @@ class ProducerTable {
 
   /// Advances the clock to the stamp's time (if later), expires, and says
   /// what an append of `count` records with `stamp` is; `state` is the
-  /// producer's last append when it has one.
+  /// producer's last append when it has one, its `first` and `count` those
+  /// of the remembered append of that sequence (kDuplicate, kMismatch).
   Admission Check(const ProducerStamp& stamp, std::uint64_t count, ProducerState& state) {
     now_ms_ = std::max(now_ms_, stamp.time_ms);
     Expire();
     const auto it = by_id_.find(stamp.producer);
     if (it == by_id_.end()) return Admission::kNew;
-    state = *it->second;
-    if (stamp.sequence > state.sequence) return Admission::kNew;
-    if (stamp.sequence < state.sequence) return Admission::kOutOfOrder;
+    const ProducerState& s = *it->second;
+    state = ProducerState{s.producer, s.sequence, s.first, s.count, s.time_ms, {}};
+    if (stamp.sequence > s.sequence) return Admission::kNew;
+    if (stamp.sequence < s.sequence) {
+      const auto e = std::find_if(s.earlier.begin(), s.earlier.end(),
+                                  [&](const ProducerAppend& a) { return a.sequence == stamp.sequence; });
+      if (e == s.earlier.end()) return Admission::kOutOfOrder;
+      state.first = e->first;
+      state.count = e->count;
+    }
     return state.count == count ? Admission::kDuplicate : Admission::kMismatch;
   }
 
   /// Remembers an append Check admitted, at offsets [first, first + count).
   void Remember(const ProducerStamp& stamp, std::uint64_t first, std::uint64_t count) {
+    std::vector<ProducerAppend> earlier;
     if (const auto it = by_id_.find(stamp.producer); it != by_id_.end()) {
+      earlier = std::move(it->second->earlier);
+      earlier.push_back(ProducerAppend{it->second->sequence, it->second->first, it->second->count});
+      if (earlier.size() >= kProducerWindow) earlier.erase(earlier.begin());
       lru_.erase(it->second);
       by_id_.erase(it);
     }
-    lru_.push_back(ProducerState{stamp.producer, stamp.sequence, first, count, now_ms_});
+    lru_.push_back(ProducerState{stamp.producer, stamp.sequence, first, count, now_ms_, std::move(earlier)});
     by_id_[stamp.producer] = std::prev(lru_.end());
     Trim();
   }
@@ -109,18 +143,34 @@ class ProducerTable {
   }
 
   /// Bytes of the snapshot form (see the file comment).
-  std::size_t EncodedSize() const noexcept { return 12 + kStateBytes * lru_.size(); }
+  std::size_t EncodedSize() const noexcept {
+    std::size_t n = 12 + kStateBytes * lru_.size();
+    if (HasWindows())
+      for (const auto& s : lru_) n += 4 + kAppendBytes * s.earlier.size();
+    return n;
+  }
 
   /// Writes the snapshot form at `out` (EncodedSize() bytes).
   void Encode(std::byte* out) const noexcept {
+    const bool windows = HasWindows();
     StoreLE<std::uint64_t>(out, now_ms_);
-    StoreLE<std::uint32_t>(out + 8, static_cast<std::uint32_t>(lru_.size()));
+    StoreLE<std::uint32_t>(out + 8, static_cast<std::uint32_t>(lru_.size()) | (windows ? kWindowsFlag : 0));
     out += 12;
     for (const auto& s : lru_) {
       for (const std::uint64_t v : {s.producer, s.sequence, s.first, s.count, s.time_ms}) {
         StoreLE<std::uint64_t>(out, v);
         out += 8;
       }
+    }
+    if (!windows) return;
+    for (const auto& s : lru_) {
+      StoreLE<std::uint32_t>(out, static_cast<std::uint32_t>(s.earlier.size()));
+      out += 4;
+      for (const auto& a : s.earlier)
+        for (const std::uint64_t v : {a.sequence, a.first, a.count}) {
+          StoreLE<std::uint64_t>(out, v);
+          out += 8;
+        }
     }
   }
 
@@ -129,7 +179,8 @@ class ProducerTable {
   /// parse.
   std::optional<std::size_t> Decode(std::span<const std::byte> bytes) {
     if (bytes.size() < 12) return std::nullopt;
-    const std::uint32_t n = LoadLE<std::uint32_t>(bytes.data() + 8);
+    const std::uint32_t word = LoadLE<std::uint32_t>(bytes.data() + 8);
+    const std::uint32_t n = word & ~kWindowsFlag;
     if ((bytes.size() - 12) / kStateBytes < n) return std::nullopt;
     ProducerTable t(limits_);
     t.now_ms_ = LoadLE<std::uint64_t>(bytes.data());
@@ -145,15 +196,35 @@ class ProducerTable {
       t.lru_.push_back(s);
       t.by_id_[s.producer] = std::prev(t.lru_.end());
     }
+    std::size_t at = 12 + kStateBytes * std::size_t{n};
+    if (word & kWindowsFlag) {
+      for (auto& s : t.lru_) {
+        if (bytes.size() - at < 4) return std::nullopt;
+        const std::uint32_t w = LoadLE<std::uint32_t>(bytes.data() + at);
+        at += 4;
+        if (w >= kProducerWindow || (bytes.size() - at) / kAppendBytes < w) return std::nullopt;
+        for (std::uint32_t i = 0; i < w; ++i, at += kAppendBytes)
+          s.earlier.push_back(ProducerAppend{LoadLE<std::uint64_t>(bytes.data() + at),
+                                             LoadLE<std::uint64_t>(bytes.data() + at + 8),
+                                             LoadLE<std::uint64_t>(bytes.data() + at + 16)});
+      }
+    }
     t.Trim();
     *this = std::move(t);
-    return 12 + kStateBytes * std::size_t{n};
+    return at;
   }
 
   ProducerTable(ProducerTable&&) = default;
   ProducerTable& operator=(ProducerTable&&) = default;
 
  private:
+  static constexpr std::size_t kAppendBytes = 24;
+  static constexpr std::uint32_t kWindowsFlag = std::uint32_t{1} << 31;
+
+  bool HasWindows() const noexcept {
+    return std::any_of(lru_.begin(), lru_.end(), [](const ProducerState& s) { return !s.earlier.empty(); });
+  }
+
   // Drops the producers idle longer than the expiry. The list is in order
   // of last append, whose times never go back: the oldest are at its front.
   void Expire() {

@@ -27,6 +27,7 @@ extern "C" {
 #include <logsync/raft/fetch.hpp>
 #include <logsync/raft/membership.hpp>
 #include <logsync/raft/node_config.hpp>
+#include <logsync/raft/pending_append.hpp>
 #include <logsync/raft/state_machine.hpp>
 #include <logsync/record.hpp>
 #include <logsync/stats.hpp>
@@ -110,36 +111,36 @@ class ReplicatedLog {
 
   /// Appends records as one raft entry at contiguous offsets; returns the
   /// first.
-  std::uint64_t AppendBatch(std::span<const R> records) { return Submit(Encode(records, nullptr)); }
+  std::uint64_t AppendBatch(std::span<const R> records) { return SubmitBatch(records).Get().first; }
 
-  /// What an idempotent append did.
-  struct Appended {
-    std::uint64_t first = 0;  ///< offset of its first record
-    bool duplicate = false;   ///< a retry: the records were appended before, at `first`
-  };
+  using Appended = logsync::Appended;
 
   /// Appends records as one idempotent append of `producer` (not 0)
   /// numbered `sequence` (each append of a producer numbered above the
-  /// last; gaps are allowed). A retry (the producer's last sequence again,
-  /// while the cluster remembers the producer: NodeConfig::max_producers,
-  /// producer_expiry_ms) appends nothing and returns the first offset the
-  /// original got. Throws OutOfOrderSequence for a sequence below the last
-  /// (or the last again with another record count), otherwise as
-  /// AppendBatch.
+  /// last; gaps are allowed). A retry (one of the producer's last
+  /// detail::kProducerWindow sequences again, while the cluster remembers
+  /// the producer: NodeConfig::max_producers, producer_expiry_ms) appends
+  /// nothing and returns the first offset the original got. Throws
+  /// OutOfOrderSequence for a sequence below the last not remembered (or a
+  /// remembered one with another record count), otherwise as AppendBatch.
   Appended AppendIdempotent(std::uint64_t producer, std::uint64_t sequence, std::span<const R> records) {
+    return SubmitIdempotent(producer, sequence, records).Get();
+  }
+
+  /// AppendBatch without waiting: entries go to raft in the order of the
+  /// calls; the outcome comes through the PendingAppend. Appends of one
+  /// `chain` (optional) are not applied past one of them that failed.
+  PendingAppend SubmitBatch(std::span<const R> records, std::shared_ptr<AppendChain> chain = {}) {
+    return PendingAppend(Submit(Encode(records, nullptr), std::move(chain)), config_.id, 0, 0);
+  }
+
+  /// AppendIdempotent without waiting, as SubmitBatch.
+  PendingAppend SubmitIdempotent(std::uint64_t producer, std::uint64_t sequence, std::span<const R> records,
+                                 std::shared_ptr<AppendChain> chain = {}) {
     if (producer == 0 || records.empty())
       throw std::invalid_argument("logsync: an idempotent append needs a producer other than 0 and a record");
     const detail::ProducerStamp stamp{producer, sequence, detail::EntryTimeNow()};
-    const detail::Outcome o = detail::OutcomeOf(Submit(Encode(records, &stamp)));
-    const std::string which = "producer " + std::to_string(producer) + " sequence " + std::to_string(sequence);
-    switch (o.admission) {
-      case detail::Admission::kNew: return Appended{o.first, false};
-      case detail::Admission::kDuplicate: return Appended{o.first, true};
-      case detail::Admission::kOutOfOrder:
-        throw OutOfOrderSequence(which + " is below the last one, " + std::to_string(o.first), o.first);
-      case detail::Admission::kMismatch: break;
-    }
-    throw OutOfOrderSequence(which + " was appended before with another number of records", sequence);
+    return PendingAppend(Submit(Encode(records, &stamp), std::move(chain)), config_.id, producer, sequence);
   }
 
   /// The record at `offset` in this node's log (OffsetOutOfRange if it has
@@ -267,6 +268,7 @@ class ReplicatedLog {
     struct raft_apply req;
     std::shared_ptr<std::promise<std::uint64_t>> done;
     ReplicatedLog* self;
+    std::shared_ptr<AppendChain> chain;
   };
   struct ChangeRequest {
     struct raft_change add, assign;
@@ -286,25 +288,30 @@ class ReplicatedLog {
         [&](std::size_t i, std::span<std::byte> out) { codec_.Encode(records[i], out); }, stamp);
   }
 
-  // Submits an entry (taking `buf`); waits for its apply callback's result.
-  std::uint64_t Submit(raft_buffer buf) {
+  // Submits an entry (taking `buf`); the future of its apply callback's
+  // result. Skipped (RAFT_CANCELED) once `chain` broke.
+  std::future<std::uint64_t> Submit(raft_buffer buf, std::shared_ptr<AppendChain> chain) {
     auto done = std::make_shared<std::promise<std::uint64_t>>();
     auto result = done->get_future();
     try {
-      Post([this, buf, done = std::move(done)]() mutable {
-        auto* req = new ApplyRequest{{}, done, this};
+      Post([this, buf, done = std::move(done), chain = std::move(chain)]() mutable {
+        auto* req = new ApplyRequest{{}, done, this, chain};
         req->req.data = req;
-        if (const int rv = raft_apply(&raft_, &req->req, &buf, 1, &ReplicatedLog::OnApplied); rv != 0) {
+        const int rv = chain && chain->Broken()
+                           ? RAFT_CANCELED
+                           : raft_apply(&raft_, &req->req, &buf, 1, &ReplicatedLog::OnApplied);
+        if (rv != 0) {
           raft_free(buf.base);
           delete req;
-          done->set_exception(ErrorFor(rv, "append"));
+          if (chain) chain->Break();
+          done->set_exception(rv == RAFT_CANCELED ? detail::SkippedAppend(rv) : ErrorFor(rv, "append"));
         }
       });
     } catch (...) {
       raft_free(buf.base);
       throw;
     }
-    return Wait(result);
+    return result;
   }
 
   R Decode(const detail::Applied& a) const {
@@ -421,6 +428,7 @@ class ReplicatedLog {
 
   static void OnApplied(struct raft_apply* req, int status, void* result) {
     auto* a = static_cast<ApplyRequest*>(req->data);
+    if (status != 0 && a->chain) a->chain->Break();
     if (status == 0)
       a->done->set_value(static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(result)));
     else
