@@ -72,6 +72,7 @@
 // --admin-secret-file at start; without one they are disabled.
 
 #include <logsync/raft/line_protocol.hpp>
+#include <logsync/raft/pending_append.hpp>
 #include <logsync/raft/replicated_log.hpp>
 
 #include <arpa/inet.h>
@@ -87,11 +88,17 @@
 #include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <span>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -105,6 +112,10 @@ namespace {
 using Node = logsync::ReplicatedLog<>;
 using Clock = std::chrono::steady_clock;
 
+/// The most requests one connection may have in flight (appends submitted
+/// whose replies were not written yet); past it the node reads no more of
+/// the connection until replies were written.
+constexpr std::size_t kMaxInFlight = 64;
 /// The longest wait NEXT and LEADER accept, in milliseconds.
 constexpr std::uint64_t kMaxWaitMs = 3'600'000;
 /// The most records one BATCH may append.
@@ -241,9 +252,9 @@ std::uint64_t BatchBytes(std::uint64_t n, std::uint64_t prefix) {
   return n * (prefix + 1 + sizeof(logsync::Record)) + digits;
 }
 
-/// One client connection's state.
-/// "<client address> <raft address>" of a node, "-" for a client address
-/// it has not announced (yet).
+/// The most requests one connection has had in flight at once (STATS).
+std::atomic<std::uint64_t> g_in_flight_max{0};
+
 // The STATS reply: restored <n> first, then the local log's counters (see
 // the protocol at the top).
 std::string StatsLine(const Node& node) {
@@ -278,18 +289,59 @@ std::string StatsLine(const Node& node) {
   num("recovery_segments_removed", s.recovery.segments_removed);
   num("recovery_indexes_rebuilt", s.recovery.indexes_rebuilt);
   num("recovery_actions", s.recovery.actions.size() + s.recovery.more_actions);
+  num("in_flight_max", g_in_flight_max.load());
   return out;
 }
 
+/// "<client address> <raft address>" of a node, "-" for a client address
+/// it has not announced (yet).
 std::string Addresses(const logsync::Peer& p) {
   return (p.client_address.empty() ? std::string("-") : p.client_address) + " " + p.address;
 }
 
+/// One client connection's state.
 struct Session {
   bool admin = false;  ///< authenticated with the admin secret
+  /// The appends in flight on the connection, applied in order (a new
+  /// chain whenever none is in flight).
+  std::shared_ptr<logsync::AppendChain> chain;
 };
 
-std::string Handle(Node& node, const Options& opts, Session& session, const std::string& line) {
+/// A reply to come: makes the reply line (waiting for an append's outcome).
+using Reply = std::function<std::string()>;
+
+// The error reply to `cmd` for the exception being handled (see the
+// protocol at the top).
+std::string Refusal(const std::string& cmd) {
+  try {
+    throw;
+  } catch (const logsync::NotLeader& e) {
+    if (e.leader().id == 0) return "ERR no-leader";
+    return "ERR not-leader " + std::to_string(e.leader().id) + " " + Addresses(e.leader());
+  } catch (const logsync::OffsetOutOfRange&) {
+    return "ERR out-of-range";
+  } catch (const logsync::OutOfOrderSequence& e) {
+    return "ERR out-of-order " + std::string(e.what());
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    for (char& ch : what)
+      if (ch == '\n' || ch == '\r') ch = ' ';
+    // A change the node refused before making it; otherwise a change
+    // (append, batch, membership, transfer) that failed may still take
+    // effect: the client cannot know, and must not assume either.
+    const auto* repl = dynamic_cast<const logsync::ReplicationError*>(&e);
+    if (repl != nullptr && repl->code() == RAFT_BADROLE) return "ERR refused " + what;
+    if (cmd == "APPEND" || cmd == "BATCH" || cmd == "PAPPEND" || cmd == "PBATCH" || cmd == "JOIN" ||
+        cmd == "REMOVE" || cmd == "TRANSFER")
+      return "ERR unknown-outcome " + what;
+    return "ERR failed " + what;
+  }
+}
+
+// The reply to `line`. An append that went to raft is not waited for when
+// `later` is given: its reply is left there to make, and "" returned.
+std::string Handle(Node& node, const Options& opts, Session& session, const std::string& line,
+                   Reply* later = nullptr) {
   std::istringstream in(line);
   std::string cmd;
   in >> cmd;
@@ -313,9 +365,24 @@ std::string Handle(Node& node, const Options& opts, Session& session, const std:
     if (!session.admin) return "ERR unauthorized";
     return nullptr;
   };
+  // An append submitted: its reply, or the wait for it left in `later`.
+  auto submitted = [&](logsync::PendingAppend pending) -> std::string {
+    Reply reply = [p = std::make_shared<logsync::PendingAppend>(std::move(pending)), cmd]() -> std::string {
+      try {
+        const auto r = p->Get();
+        return "OK " + std::to_string(r.first) + (r.duplicate ? " duplicate" : "");
+      } catch (...) {
+        return Refusal(cmd);
+      }
+    };
+    if (later == nullptr) return reply();
+    *later = std::move(reply);
+    return {};
+  };
   try {
     if (cmd == "APPEND") {
-      return "OK " + std::to_string(node.Append({.value = rest()}));
+      const logsync::Record r{.value = rest()};
+      return submitted(node.SubmitBatch(std::span(&r, 1), session.chain));
     }
     if (cmd == "BATCH") {
       std::uint64_t n = 0;
@@ -327,7 +394,7 @@ std::string Handle(Node& node, const Options& opts, Session& session, const std:
       std::vector<logsync::Record> records;
       records.reserve(n);
       for (std::uint64_t i = 0; i < n; ++i) records.push_back({.value = prefix + "-" + std::to_string(i)});
-      return "OK " + std::to_string(node.AppendBatch(records));
+      return submitted(node.SubmitBatch(records, session.chain));
     }
     if (cmd == "HELLO") {
       std::uint64_t v = 0;
@@ -355,8 +422,7 @@ std::string Handle(Node& node, const Options& opts, Session& session, const std:
         auto take = [&](std::string_view v) { records.push_back({.value = std::string(v)}); };
         if (!logsync::detail::ParseFramed(text, n, take)) return usage;
       }
-      const auto r = node.AppendIdempotent(producer, seq, records);
-      return "OK " + std::to_string(r.first) + (r.duplicate ? " duplicate" : "");
+      return submitted(node.SubmitIdempotent(producer, seq, records, session.chain));
     }
     if (cmd == "SCAN") {
       std::uint64_t from = 0, max = 0;
@@ -423,26 +489,8 @@ std::string Handle(Node& node, const Options& opts, Session& session, const std:
       return "OK";
     }
     return "ERR bad-request unknown command '" + cmd.substr(0, 64) + "'";
-  } catch (const logsync::NotLeader& e) {
-    if (e.leader().id == 0) return "ERR no-leader";
-    return "ERR not-leader " + std::to_string(e.leader().id) + " " + Addresses(e.leader());
-  } catch (const logsync::OffsetOutOfRange&) {
-    return "ERR out-of-range";
-  } catch (const logsync::OutOfOrderSequence& e) {
-    return "ERR out-of-order " + std::string(e.what());
-  } catch (const std::exception& e) {
-    std::string what = e.what();
-    for (char& ch : what)
-      if (ch == '\n' || ch == '\r') ch = ' ';
-    // A change the node refused before making it; otherwise a change
-    // (append, batch, membership, transfer) that failed may still take
-    // effect: the client cannot know, and must not assume either.
-    const auto* repl = dynamic_cast<const logsync::ReplicationError*>(&e);
-    if (repl != nullptr && repl->code() == RAFT_BADROLE) return "ERR refused " + what;
-    if (cmd == "APPEND" || cmd == "BATCH" || cmd == "PAPPEND" || cmd == "PBATCH" || cmd == "JOIN" ||
-        cmd == "REMOVE" || cmd == "TRANSFER")
-      return "ERR unknown-outcome " + what;
-    return "ERR failed " + what;
+  } catch (...) {
+    return Refusal(cmd);
   }
 }
 
@@ -492,6 +540,91 @@ struct FdGuard {
   int Take() { return std::exchange(fd, -1); }
 };
 
+/// The replies of one connection's requests in flight, written in request
+/// order by a thread of the connection's own (started at its first
+/// append) while the connection's thread reads and submits the requests
+/// after them. At most kMaxInFlight at once: then the reading waits.
+class Replies {
+ public:
+  explicit Replies(int fd) : fd_(fd) {}
+  Replies(const Replies&) = delete;
+  Replies& operator=(const Replies&) = delete;
+  /// Writes what is queued (once the outcomes are known), then stops.
+  ~Replies() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    ready_.notify_all();
+    if (writer_.joinable()) writer_.join();
+  }
+
+  /// Queues a reply, waiting while kMaxInFlight are; false once a reply
+  /// could not be written (the connection is gone).
+  bool Push(Reply reply) {
+    std::unique_lock lock(mu_);
+    if (!writer_.joinable()) writer_ = std::thread([this] { Write(); });
+    space_.wait(lock, [&] { return broken_ || queue_.size() < kMaxInFlight; });
+    if (broken_) return false;
+    queue_.push_back(std::move(reply));
+    for (std::uint64_t n = queue_.size(), seen = g_in_flight_max.load(); n > seen;)
+      if (g_in_flight_max.compare_exchange_weak(seen, n)) break;
+    ready_.notify_one();
+    return true;
+  }
+
+  /// Waits until every queued reply was written; false if one could not be.
+  bool Drain() {
+    std::unique_lock lock(mu_);
+    space_.wait(lock, [&] { return broken_ || queue_.empty(); });
+    return !broken_;
+  }
+
+  /// Whether no reply is queued (every one before was written).
+  bool Idle() {
+    std::lock_guard lock(mu_);
+    return queue_.empty();
+  }
+
+ private:
+  void Write() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      ready_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      Reply reply = std::move(queue_.front());  // its slot stays taken until it is written
+      const bool skip = broken_;
+      lock.unlock();
+      bool ok = skip;
+      if (!skip) {
+        try {
+          ok = WriteAll(fd_, reply() + "\n");
+        } catch (...) {  // no memory for the line
+        }
+      }
+      lock.lock();
+      queue_.pop_front();
+      if (!ok && !broken_) {
+        broken_ = true;
+        ::shutdown(fd_, SHUT_RDWR);  // the reading thread stops too
+      }
+      space_.notify_all();
+    }
+  }
+
+  const int fd_;
+  std::mutex mu_;
+  std::condition_variable ready_, space_;
+  std::deque<Reply> queue_;
+  bool broken_ = false, stop_ = false;
+  std::thread writer_;
+};
+
+bool IsAppend(std::string_view line) {
+  const std::string_view cmd = line.substr(0, line.find(' '));
+  return cmd == "APPEND" || cmd == "BATCH" || cmd == "PAPPEND" || cmd == "PBATCH";
+}
+
 void Serve(Node& node, const Options& opts, int fd) {
   FdGuard guard{fd};
   if (opts.idle_timeout_ms > 0) {
@@ -507,6 +640,10 @@ void Serve(Node& node, const Options& opts, int fd) {
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   const std::string too_long = "ERR bad-request line too long (over " + std::to_string(opts.max_request_bytes) + " bytes)";
   Session session;
+  Replies replies(fd);  // destroyed (its thread joined) before the descriptor is closed
+  auto close_with = [&](const std::string& line) {
+    if (replies.Drain()) CloseWith(guard.Take(), line);
+  };
   std::string buf;      // input not yet handled: part of one line, never over the limit
   std::size_t scanned = 0;  // bytes of buf known to hold no newline
   std::vector<char> chunk(64 * 1024);
@@ -517,10 +654,19 @@ void Serve(Node& node, const Options& opts, int fd) {
     buf.append(chunk.data(), static_cast<std::size_t>(n));
     std::size_t start = 0, nl;
     while ((nl = buf.find('\n', scanned)) != std::string::npos) {
-      if (nl - start > opts.max_request_bytes) return CloseWith(guard.Take(), too_long);
+      if (nl - start > opts.max_request_bytes) return close_with(too_long);
       std::string line = buf.substr(start, nl - start);
       start = scanned = nl + 1;
       if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (IsAppend(line)) {  // submitted now, its reply queued behind the ones in flight
+        if (!session.chain || replies.Idle()) session.chain = std::make_shared<logsync::AppendChain>();
+        Reply later;
+        std::string now = Handle(node, opts, session, line, &later);
+        if (!later) later = [now = std::move(now)] { return now; };
+        if (!replies.Push(std::move(later))) return;
+        continue;
+      }
+      if (!replies.Drain()) return;  // any other request waits for the replies before it
       if (line == "QUIT") return;
       if (line == "FETCH") {  // a reply of any length, streamed in chunks
         if (!logsync::detail::ServeFetch(fd, node.LocalReader())) return;
@@ -530,7 +676,7 @@ void Serve(Node& node, const Options& opts, int fd) {
     }
     buf.erase(0, start);
     scanned = buf.size();
-    if (buf.size() > opts.max_request_bytes) return CloseWith(guard.Take(), too_long);
+    if (buf.size() > opts.max_request_bytes) return close_with(too_long);
   }
 }
 
