@@ -42,7 +42,8 @@ Outcome ApplyEntry(LogMachine<>& m, const Entry& e) {
 }
 
 // 120 entries: 5 producers appending singles and batches, some retried
-// (the same sequence again), some out of order, record entries between.
+// (the same sequence again), some out of order (a sequence in a gap below
+// the last, never appended), record entries between.
 std::vector<Entry> Workload() {
   std::vector<Entry> entries;
   std::uint64_t index = 0, time = 1'000'000;
@@ -55,7 +56,7 @@ std::vector<Entry> Workload() {
       e.records = {"plain-" + std::to_string(i)};
     } else {
       const bool late = i % 17 == 16;        // out of order now and then
-      if (i % 6 != 5 && !late) ++seq[p];      // a retry every sixth
+      if (i % 6 != 5 && !late) seq[p] += 2;   // a retry every sixth; odd gaps
       const std::uint64_t s = late ? seq[p] - 1 : seq[p];
       e.stamp = ProducerStamp{p, s, time};
       const std::size_t count = p % 2 == 0 ? 3 : 1;

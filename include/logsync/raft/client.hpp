@@ -13,9 +13,15 @@
 /// deadline; then it throws Unavailable. NotLeader never reaches the
 /// caller.
 ///
-/// One request is in flight per client at a time (calls from several
-/// threads take turns); run several clients, each with its own producer
-/// id, for more in flight.
+/// Calls from several threads take turns. Append, AppendBatch and the
+/// reads have one request in flight at a time; AppendEach pipelines: it
+/// keeps up to ClientOptions::max_in_flight (at most 32) appends in flight
+/// on the one connection, each its own idempotent append, and after any
+/// failure whose outcome it cannot know sends them again from the first
+/// not acknowledged, in order, with their sequences (the cluster remembers
+/// each producer's last 32 appends, and answers those it made as
+/// duplicates). For more in flight, run several clients, each with its own
+/// producer id.
 
 #include <logsync/error.hpp>
 #include <logsync/raft/connection.hpp>
@@ -28,6 +34,7 @@
 #include <cstdint>
 #include <iterator>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <span>
 #include <sstream>
@@ -60,6 +67,8 @@ struct ClientOptions {
   /// The sequence of the first append. A client that reuses a producer id
   /// must start above the sequences it used before.
   std::uint64_t first_sequence = 1;
+  /// The most appends AppendEach keeps in flight (1..32; clamped).
+  std::size_t max_in_flight = 16;
 };
 
 class Client;
@@ -168,6 +177,34 @@ class Client {
     return AppendBatch(std::span<const std::string>(values));
   }
 
+  /// Appends each record as an idempotent append of its own (as Append),
+  /// in order, keeping up to ClientOptions::max_in_flight in flight on the
+  /// connection; returns their offsets, in the order of `values` (rising).
+  /// After a lost connection, a timeout, a redirect, `no-leader`, `busy`
+  /// or `unknown-outcome` it sends again from the first append not
+  /// acknowledged. Throws Unavailable when no reply came for the deadline
+  /// (the appends from the first not acknowledged on may or may not have
+  /// been made), OutOfOrderSequence if the cluster refused a sequence.
+  template <class String>
+  std::vector<std::uint64_t> AppendEach(std::span<const String> values) {
+    std::vector<std::string> requests;
+    requests.reserve(values.size());
+    for (const auto& v : values) {
+      const std::string_view s(v);
+      if (s.find_first_of("\r\n") != std::string_view::npos)
+        throw std::invalid_argument("logsync: a record sent to a node cannot hold a newline or carriage return");
+      requests.emplace_back();
+      detail::AppendFramed(requests.back(), s);
+    }
+    std::lock_guard lock(mu_);
+    for (std::string& r : requests)
+      r = "PBATCH " + std::to_string(producer_) + " " + std::to_string(next_sequence_++) + " 1 " + r;
+    return Pipeline(requests);
+  }
+  std::vector<std::uint64_t> AppendEach(const std::vector<std::string>& values) {
+    return AppendEach(std::span<const std::string>(values));
+  }
+
   /// The record at `offset`, from the leader's log (or, with no leader
   /// known, the log of the node the client talks to). Throws
   /// OffsetOutOfRange if that log does not hold it.
@@ -224,6 +261,11 @@ class Client {
   std::uint64_t Duplicates() const {
     std::lock_guard lock(mu_);
     return duplicates_;
+  }
+  /// The most requests AppendEach has had in flight at once.
+  std::size_t MostInFlight() const {
+    std::lock_guard lock(mu_);
+    return most_in_flight_;
   }
 
  private:
@@ -358,6 +400,95 @@ class Client {
     }
   }
 
+  // Under mu_. Sends the idempotent `requests` (PBATCH, sequences rising)
+  // with up to max_in_flight in flight; their first offsets. A reply that
+  // is not OK drops the connection (the replies after it belong to the
+  // requests it ends) and the requests from it on are sent again, as Call
+  // retries one; the deadline counts from the last reply that was OK.
+  std::vector<std::uint64_t> Pipeline(const std::vector<std::string>& requests) {
+    const std::size_t n = requests.size();
+    const std::size_t window = std::clamp<std::size_t>(options_.max_in_flight, 1, detail::kMaxAppendsInFlight);
+    std::vector<std::uint64_t> out(n);
+    std::size_t acked = 0, sent = 0;
+    auto until = Clock::now() + options_.deadline;
+    auto pause = options_.backoff;
+    std::string why = "no attempt";
+    bool rest = false, redirected = false;
+    while (acked < n) {
+      if (rest) {
+        std::this_thread::sleep_for(std::min<Clock::duration>(pause, std::max<Clock::duration>(until - Clock::now(), {})));
+        pause = std::min(pause * 2, options_.max_backoff);
+      }
+      rest = true;
+      if (Clock::now() >= until)
+        throw Unavailable("logsync: the cluster did not answer 'PBATCH' within " +
+                          std::to_string(options_.deadline.count()) + " ms: " + why);
+      const auto attempt = std::min(until, Clock::now() + options_.request_timeout);
+      if (!conn_.IsOpen()) {
+        sent = acked;
+        if (why = Open(attempt); !why.empty()) {
+          ++retries_;
+          NextNode();
+          continue;
+        }
+      }
+      bool lost = false;
+      for (; sent < n && sent - acked < window; ++sent) {
+        if (!conn_.Send(requests[sent], attempt)) {
+          lost = true;
+          break;
+        }
+        most_in_flight_ = std::max(most_in_flight_, sent + 1 - acked);
+      }
+      const auto reply = lost ? std::nullopt : conn_.Receive(attempt);
+      if (!reply) {
+        why = "connection to " + target_ + " lost or timed out";
+        ++retries_;
+        NextNode();
+        continue;
+      }
+      why = *reply;
+      if (Starts(*reply, "OK ")) {
+        std::istringstream in(reply->substr(3));
+        std::string duplicate;
+        if (!(in >> out[acked])) throw Error("logsync: the node answered an append with: " + *reply);
+        if (in >> duplicate && duplicate == "duplicate") ++duplicates_;
+        ++acked;
+        on_leader_ = true;
+        rest = redirected = false;
+        pause = options_.backoff;
+        until = Clock::now() + options_.deadline;
+        continue;
+      }
+      ++retries_;
+      conn_.Close();
+      sent = acked;
+      if (Starts(*reply, "ERR not-leader ")) {
+        std::istringstream in(reply->substr(15));
+        std::string id, client;
+        in >> id >> client;
+        on_leader_ = false;
+        if (client != "-" && client != target_) {
+          target_ = client;
+          rest = redirected;  // as in Call
+          redirected = true;
+        } else {
+          NextNode();
+        }
+        continue;
+      }
+      redirected = false;
+      if (*reply == "ERR no-leader" || Starts(*reply, "ERR unknown-outcome")) continue;
+      if (Starts(*reply, "ERR busy")) {
+        NextNode();
+        continue;
+      }
+      if (Starts(*reply, "ERR out-of-order")) throw OutOfOrderSequence(*reply, 0);
+      throw Error("logsync: the node refused an append: " + *reply);
+    }
+    return out;
+  }
+
   const std::vector<std::string> nodes_;
   const ClientOptions options_;
   const std::uint64_t producer_;
@@ -370,6 +501,7 @@ class Client {
   bool on_leader_ = false;  // conn_ is to the leader, as far as the client knows
   std::uint64_t retries_ = 0;
   std::uint64_t duplicates_ = 0;
+  std::size_t most_in_flight_ = 0;
 };
 
 inline void ScanRange::Fetch() {

@@ -63,11 +63,22 @@ class LineConnection {
   /// newline), both by `until`; nullopt (and the connection closed) if it
   /// broke, the node closed it or the time ran out.
   std::optional<std::string> Ask(std::string_view request, Clock::time_point until) {
-    std::string line(request);
-    line += '\n';
-    if (!SendAll(line, until)) return Fail();
+    if (!Send(request, until)) return std::nullopt;
     return ReadLine(until);
   }
+
+  /// Sends `request` and a newline by `until` without reading a reply (a
+  /// request pipelined behind others); false (and the connection closed)
+  /// if it broke or the time ran out.
+  bool Send(std::string_view request, Clock::time_point until) {
+    std::string line(request);
+    line += '\n';
+    if (!SendAll(line, until)) return Fail(), false;
+    return true;
+  }
+
+  /// Reads the next reply line (without its newline) by `until`; as Ask.
+  std::optional<std::string> Receive(Clock::time_point until) { return ReadLine(until); }
 
   /// Reads the next bytes after the last reply line into `out` (what was
   /// received with it first), by `until`; how many, 0 (and the connection

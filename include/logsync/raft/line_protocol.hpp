@@ -16,6 +16,12 @@ namespace logsync::detail {
 inline constexpr std::uint64_t kProtocolVersion = 2;
 inline constexpr std::uint64_t kOldestProtocolVersion = 1;
 
+/// The most idempotent appends of one producer that may be in flight at
+/// once (Client::AppendEach): the producer table remembers that many of
+/// each producer's last appends (producers.hpp), so any of them sent again
+/// is answered as a duplicate.
+inline constexpr std::size_t kMaxAppendsInFlight = 32;
+
 /// Appends `value` framed as "<length>:<bytes>" to `out`.
 inline void AppendFramed(std::string& out, std::string_view value) {
   out += std::to_string(value.size());

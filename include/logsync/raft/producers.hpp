@@ -28,6 +28,7 @@
 
 #include <logsync/detail/endian.hpp>
 #include <logsync/raft/entry.hpp>
+#include <logsync/raft/line_protocol.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -49,7 +50,7 @@ struct ProducerLimits {
 
 /// How many appends of each producer the table remembers (its last and
 /// the ones before it): the most a client may have in flight.
-inline constexpr std::size_t kProducerWindow = 32;
+inline constexpr std::size_t kProducerWindow = kMaxAppendsInFlight;
 
 /// One remembered append of a producer before its last.
 struct ProducerAppend {
