@@ -1,6 +1,7 @@
 // Committed appends per second through logsync::raft::Client on 3
-// logsync-node processes on 127.0.0.1: one append at a time, 16 clients
-// at once (16 in flight), and batches of 100; next to the single-node
+// logsync-node processes on 127.0.0.1: one append at a time, one client
+// pipelining (AppendEach, 16 in flight on one connection), 16 clients at
+// once (16 in flight), and batches of 100; next to the single-node
 // Log<> durable (sync::Always) append rate measured in the same run. 100-
 // byte records. Each figure is the median of --runs runs of --seconds.
 //
@@ -126,6 +127,7 @@ int main(int argc, char** argv) {
     return clients.back().get();
   };
   const std::vector<std::string> batch(100, kValue);
+  const std::vector<std::string> each(256, kValue);  // one AppendEach call: 256 appends, 16 in flight
   struct Row {
     const char* name;
     std::function<double()> run;
@@ -142,6 +144,12 @@ int main(int argc, char** argv) {
       {"3 nodes, Client, one at a time",
        [&] { return Rate(1, seconds, [&] { return [c = client()]() -> std::size_t { c->Append(kValue); return 1; }; }); },
        {}},
+      {"3 nodes, one Client, AppendEach (16 in flight)",
+       [&] {
+         return Rate(1, seconds, [&] {
+           return [&, c = client()]() -> std::size_t { return c->AppendEach(each).size(); };
+         });
+       }, {}},
       {"3 nodes, 16 Clients at once (16 in flight)",
        [&] { return Rate(16, seconds, [&] { return [c = client()]() -> std::size_t { c->Append(kValue); return 1; }; }); },
        {}},

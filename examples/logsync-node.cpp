@@ -18,8 +18,8 @@
 //                               OK <first offset> [duplicate]
 //                               (idempotent appends, version 2: <producer> a number other than 0,
 //                               <seq> numbering its appends upwards, <records> n times
-//                               "<length>:<bytes>" back to back; a retry of the producer's last
-//                               <seq> appends nothing and gets the original offset, with
+//                               "<length>:<bytes>" back to back; a retry of one of the producer's
+//                               last 32 <seq> appends nothing and gets the original offset, with
 //                               "duplicate"; see the README for how long retries are recognised)
 //   READ <offset>               OK <text>
 //   SCAN <from> <max>           OK <n> <records>    (version 2: up to max 1..10000 records from
@@ -56,11 +56,21 @@
 //   unknown-outcome <why>       an APPEND, BATCH, PAPPEND, PBATCH, JOIN, REMOVE or TRANSFER that
 //                               failed after it was submitted: it may or may not take effect
 //                               (a PAPPEND or PBATCH can be sent again as it was)
-//   out-of-order <why>          a PAPPEND or PBATCH whose <seq> is below the producer's last (or
-//                               its last, for another number of records); nothing was done
+//   out-of-order <why>          a PAPPEND or PBATCH whose <seq> is below the producer's last and
+//                               not among its last 32 (or one of those, for another number of
+//                               records); nothing was done
 //   unsupported-version <oldest> <newest>
 //                               HELLO of a version this node does not serve
 //   failed <why>                any other request that failed (a local I/O error)
+//
+// Pipelining: a client may send requests without waiting for the replies
+// before them; replies leave in request order. Appends are submitted to raft
+// as they are read, in arrival order, without waiting for the ones before
+// them to commit; any other request waits until the replies before it were
+// written. At most 64 requests of a connection are in flight (kMaxInFlight):
+// then the node reads no more of it until replies were written. Once an
+// append of a connection failed, the ones after it not yet submitted are not
+// ("unknown-outcome append: not submitted"; nothing was done).
 //
 // Limits, so that no client can take the node down: at most --max-clients
 // connections are served at once (one thread each; the next ones get

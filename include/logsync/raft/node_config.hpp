@@ -71,7 +71,8 @@ class ReplicationError : public Error {
 };
 
 /// An idempotent append the cluster refused: its sequence is below the
-/// producer's last one, or repeats it for a different number of records.
+/// producer's last one and not among those remembered, or repeats one of
+/// them for a different number of records.
 /// Nothing was appended.
 class OutOfOrderSequence : public Error {
  public:
