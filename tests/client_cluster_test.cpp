@@ -410,6 +410,10 @@ BOOST_AUTO_TEST_CASE(pipelined_appends_exactly_once_across_leader_kills) {
   };
   {
     std::vector<std::jthread> clients;
+    struct Stop {  // a failed requirement stops the clients too (before they are joined)
+      std::atomic<bool>& stop;
+      ~Stop() { stop = true; }
+    } stopper{stop};
     for (int k = 0; k < kClients; ++k) clients.emplace_back(work, k);
     for (int kill = 0; kill < kKills; ++kill) {
       BOOST_REQUIRE_MESSAGE(advanced(2), "clients made no progress before kill " << kill);
