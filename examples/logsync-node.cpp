@@ -73,7 +73,8 @@
 // ("unknown-outcome append: not submitted"; nothing was done).
 //
 // Limits, so that no client can take the node down: at most --max-clients
-// connections are served at once (one thread each; the next ones get
+// connections are served at once (one thread each, and one more to write
+// the replies once it has sent an append; the next ones get
 // "ERR busy too many clients" and are closed); a request line is at most
 // --max-request-bytes (a longer one gets "ERR bad-request line too long" and
 // the connection is closed); a BATCH or PBATCH expands to at most --max-batch-bytes;
@@ -99,15 +100,15 @@
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
-#include <deque>
-#include <functional>
-#include <memory>
-#include <mutex>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <span>
 #include <sstream>
 #include <string>
