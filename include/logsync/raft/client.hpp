@@ -309,6 +309,35 @@ class Client {
     target_ = nodes_[at_];
   }
 
+  // Whether an error reply is one to try again after: a redirect (followed
+  // to the client address it names, else to the next node), `no-leader`,
+  // `unknown-outcome`, or `busy` (the next node). `rest`: pause before the
+  // next attempt; `redirected`: the last reply was a redirect.
+  bool Retryable(const std::string& reply, bool& rest, bool& redirected) {
+    if (Starts(reply, "ERR not-leader ")) {
+      std::istringstream in(reply.substr(15));
+      std::string id, client;
+      in >> id >> client;
+      conn_.Close();
+      on_leader_ = false;
+      if (client != "-" && client != target_) {
+        target_ = client;
+        rest = redirected;  // a second redirect in a row waits: the nodes may name a dead leader
+        redirected = true;
+      } else {
+        NextNode();
+      }
+      return true;
+    }
+    redirected = false;
+    if (reply == "ERR no-leader" || Starts(reply, "ERR unknown-outcome")) return true;
+    if (Starts(reply, "ERR busy")) {
+      NextNode();
+      return true;
+    }
+    return false;
+  }
+
   // Connects to target_ and says HELLO; "" or why it failed. Throws Error
   // for a node that does not speak this version.
   std::string Open(Clock::time_point until) {
@@ -375,27 +404,7 @@ class Client {
         continue;
       }
       why = *reply;
-      if (Starts(*reply, "ERR not-leader ")) {
-        std::istringstream in(reply->substr(15));
-        std::string id, client;
-        in >> id >> client;
-        conn_.Close();
-        on_leader_ = false;
-        if (client != "-" && client != target_) {
-          target_ = client;
-          rest = redirected;  // a second redirect in a row waits: the nodes may name a dead leader
-          redirected = true;
-        } else {
-          NextNode();
-        }
-        continue;
-      }
-      redirected = false;
-      if (*reply == "ERR no-leader" || Starts(*reply, "ERR unknown-outcome")) continue;
-      if (Starts(*reply, "ERR busy")) {
-        NextNode();
-        continue;
-      }
+      if (Retryable(*reply, rest, redirected)) continue;
       return *reply;
     }
   }
@@ -463,26 +472,7 @@ class Client {
       ++retries_;
       conn_.Close();
       sent = acked;
-      if (Starts(*reply, "ERR not-leader ")) {
-        std::istringstream in(reply->substr(15));
-        std::string id, client;
-        in >> id >> client;
-        on_leader_ = false;
-        if (client != "-" && client != target_) {
-          target_ = client;
-          rest = redirected;  // as in Call
-          redirected = true;
-        } else {
-          NextNode();
-        }
-        continue;
-      }
-      redirected = false;
-      if (*reply == "ERR no-leader" || Starts(*reply, "ERR unknown-outcome")) continue;
-      if (Starts(*reply, "ERR busy")) {
-        NextNode();
-        continue;
-      }
+      if (Retryable(*reply, rest, redirected)) continue;
       if (Starts(*reply, "ERR out-of-order")) throw OutOfOrderSequence(*reply, 0);
       throw Error("logsync: the node refused an append: " + *reply);
     }
