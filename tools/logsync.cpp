@@ -329,6 +329,15 @@ int Verify(Args args) {
   return report.Ok() ? 0 : 1;
 }
 
+// A restore's config: records of any size the frame format holds.
+logsync::Config AnyRecordSize() {
+  logsync::Config c;
+  c.segment.max_store_bytes = std::uint64_t{1} << 40;
+  c.segment.max_index_bytes = std::uint64_t{1} << 30;
+  c.max_record_bytes = std::numeric_limits<std::uint32_t>::max();
+  return c;
+}
+
 int Snapshot(Args args) {
   const auto stream = args.Option("--stream");
   const auto pos = args.Positionals(stream ? 1 : 2, stream ? "DIR (with --stream FILE)" : "DIR DEST");
@@ -355,11 +364,7 @@ int Snapshot(Args args) {
               << " bytes\n";
     return 0;
   }
-  logsync::Config c;
-  c.segment.max_store_bytes = std::uint64_t{1} << 40;  // accept any record size the format holds
-  c.segment.max_index_bytes = std::uint64_t{1} << 30;
-  c.max_record_bytes = std::numeric_limits<std::uint32_t>::max();
-  const std::uint64_t next = logsync::RestoreLog(pos[1], bytes, c);
+  const std::uint64_t next = logsync::RestoreLog(pos[1], bytes, AnyRecordSize());
   std::cout << "snapshot of " << next - reader.LowestOffset() << " records (next offset " << next << ") in "
             << pos[1] << '\n';
   return 0;
@@ -367,10 +372,7 @@ int Snapshot(Args args) {
 
 int Restore(Args args) {
   const auto pos = args.Positionals(2, "SRC DEST");
-  logsync::Config c;
-  c.segment.max_store_bytes = std::uint64_t{1} << 40;
-  c.segment.max_index_bytes = std::uint64_t{1} << 30;
-  c.max_record_bytes = std::numeric_limits<std::uint32_t>::max();
+  const logsync::Config c = AnyRecordSize();
   std::uint64_t next;
   if (pos[0] != "-" && fs::is_directory(pos[0])) {
     Reader reader(pos[0]);

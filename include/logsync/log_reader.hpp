@@ -30,6 +30,7 @@
 #include <logsync/format.hpp>
 #include <logsync/record.hpp>
 #include <logsync/scan.hpp>
+#include <logsync/segment.hpp>
 #include <logsync/snapshot.hpp>
 #include <logsync/verify.hpp>
 
@@ -105,7 +106,7 @@ class LogReader {
       last.Extend(loader_, false);
       if (last.Count() == 0) break;  // a segment rolls only once it holds records
       const std::uint64_t next = last.Base() + last.Count();
-      auto seg = detail::ReadOnlySegment::Open(StorePath(next), IndexPath(next), next);
+      auto seg = OpenSegment(next);
       if (!seg) break;
       seg->Extend(loader_, true);
       segs_.push_back(std::make_shared<detail::ReadOnlySegment>(std::move(*seg)));
@@ -346,11 +347,9 @@ class LogReader {
   }
 
  private:
-  std::filesystem::path StorePath(std::uint64_t base) const {
-    return dir_ / (detail::SegmentStem(base) + std::string(detail::kStoreExtension));
-  }
-  std::filesystem::path IndexPath(std::uint64_t base) const {
-    return dir_ / (detail::SegmentStem(base) + std::string(detail::kIndexExtension));
+  // The segment of base `base`, read-only; nullopt if its store is gone.
+  std::optional<detail::ReadOnlySegment> OpenSegment(std::uint64_t base) const {
+    return detail::ReadOnlySegment::Open(Segment::StorePath(dir_, base), Segment::IndexPath(dir_, base), base);
   }
 
   // Opens every segment in the directory, oldest first.
@@ -364,7 +363,7 @@ class LogReader {
     if (ec) throw IoError(dir_, ec.value(), "list log directory");
     segs_.clear();
     for (const auto& [base, unused] : bases) {
-      auto seg = detail::ReadOnlySegment::Open(StorePath(base), IndexPath(base), base);
+      auto seg = OpenSegment(base);
       if (!seg) continue;  // removed since the listing
       seg->Extend(loader_, true);
       segs_.push_back(std::make_shared<detail::ReadOnlySegment>(std::move(*seg)));
